@@ -1,0 +1,21 @@
+"""tinygen: a small deep-learning engine for generative models, from scratch on NumPy/CuPy.
+
+The top level re-exports the tensor API (``tinygen.tensor``, factories, ``grad``, ``no_grad``,
+``manual_seed``) and the ops of :mod:`tinygen.functional` that PyTorch keeps at ``torch.*``.
+"""
+from . import backend
+from .autograd import Function, enable_grad, grad, is_grad_enabled, no_grad, set_grad_enabled
+from .backend import cuda_available, get_default_dtype, set_default_dtype
+from .random import Generator, get_rng_state, manual_seed, set_rng_state
+from .tensor import (Tensor, arange, as_tensor, bool_, empty, empty_like, eye, float32, float64,
+                     from_numpy, full, full_like, int32, int64, linspace, ones, ones_like, rand,
+                     rand_like, randint, randn, randn_like, tensor, uint8, zeros, zeros_like)
+from . import functional
+from .functional import (abs, all, any, argmax, argmin, cat, chunk, clamp, clone, concatenate,
+                         eq, exp, expand, flatten, flip, ge, gt, isfinite, isnan, le, log, log1p,
+                         log_softmax, logsumexp, lt, matmul, max, maximum, mean, min, minimum, ne,
+                         pad, permute, reshape, sigmoid, sign, softmax, split, sqrt, square,
+                         squeeze, stack, std, sum, tanh, transpose, unsqueeze, var, where)
+from . import nn, optim
+
+__version__ = "0.1.0"

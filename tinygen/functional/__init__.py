@@ -1,0 +1,23 @@
+"""Differentiable operations (PyTorch's ``torch`` + ``torch.nn.functional`` names).
+
+One :class:`~tinygen.autograd.Function` per primitive, forward and backward side by side, in:
+
+* :mod:`.elementwise` -- arithmetic, unary math, activations, comparisons
+* :mod:`.reduction`   -- sum, mean, var, max/min, logsumexp, softmax, log_softmax
+* :mod:`.shape`       -- reshape, permute, broadcast, indexing, cat/stack/split, pad, flip
+* :mod:`.linalg`      -- matmul, linear, dropout, batch_norm
+* :mod:`.loss`        -- the losses
+"""
+from .elementwise import *  # noqa: F401,F403
+from .elementwise import __all__ as _e
+from .linalg import *  # noqa: F401,F403
+from .linalg import __all__ as _l
+from .loss import *  # noqa: F401,F403
+from .loss import __all__ as _o
+from .reduction import *  # noqa: F401,F403
+from .reduction import __all__ as _r
+from .shape import *  # noqa: F401,F403
+from .shape import __all__ as _s
+from .shape import _index_arrays  # noqa: F401  (used by Tensor.__setitem__)
+
+__all__ = _e + _l + _o + _r + _s

@@ -1,0 +1,161 @@
+"""Matrix products and the layers built on them: ``matmul``, ``linear``, ``dropout``,
+``batch_norm``."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function, no_grad
+from ..random import _resolve as _resolve_generator
+from ..tensor import Tensor
+from ._util import binary_operands, check_tensor
+from .reduction import mean, var
+
+__all__ = ["matmul", "linear", "dropout", "batch_norm"]
+
+
+class MatMul(Function):
+    """Batched a @ b for a, b with at least 2 axes (batch axes broadcast).
+
+    dL/da = g @ b^T,  dL/db = a^T @ g  (the engine sums away broadcast batch axes).
+    """
+
+    def forward(self, a, b):
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.saved_input(0), self.saved_input(1)
+        ga = g @ b.mT if self.needs_input_grad[0] else None
+        gb = None
+        if self.needs_input_grad[1]:
+            if b.ndim == 2 and a.ndim > 2:  # fold a's batch axes into one GEMM
+                k, m = b.shape
+                gb = a.reshape(-1, k).mT @ g.reshape(-1, m)
+            else:
+                gb = a.mT @ g
+        return ga, gb
+
+
+def matmul(a, b) -> Tensor:
+    """Matrix product with NumPy/PyTorch semantics (1-D operands are promoted and squeezed)."""
+    a, b = binary_operands(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least one axis, got shapes "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    ka = a.shape[-1]
+    kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if ka != kb:
+        raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not align "
+                         f"({ka} != {kb})")
+    if a.ndim >= 2 and b.ndim >= 2:
+        try:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: batch axes of shapes {tuple(a.shape)} and "
+                             f"{tuple(b.shape)} do not broadcast") from None
+        return MatMul.apply(a, b)
+    a2 = a.reshape(1, ka) if a.ndim == 1 else a
+    b2 = b.reshape(kb, 1) if b.ndim == 1 else b
+    out = MatMul.apply(a2, b2)
+    if b.ndim == 1:
+        out = out.reshape(out.shape[:-1])
+    if a.ndim == 1:
+        out = out.reshape(out.shape[:-2] + out.shape[-1:])
+    return out
+
+
+class Linear(Function):
+    """y = x W^T + b for x of shape (..., in), W (out, in), b (out,).
+
+    dL/dx = g W,  dL/dW = g^T x (batch axes folded),  dL/db = sum of g over the batch axes.
+    """
+
+    def forward(self, x, w, b=None):
+        x2 = x.reshape(-1, x.shape[-1])  # (N, in), N = product of the batch axes
+        y = x2 @ w.T
+        if b is not None:
+            y += b
+        return y.reshape(x.shape[:-1] + (w.shape[0],))
+
+    def backward(self, g):
+        x, w = self.saved_input(0), self.saved_input(1)
+        g2 = g.reshape(-1, g.shape[-1])  # (N, out)
+        gx = g @ w if self.needs_input_grad[0] else None
+        gw = g2.mT @ x.reshape(-1, x.shape[-1]) if self.needs_input_grad[1] else None
+        if len(self.needs_input_grad) == 3:
+            return gx, gw, (g2.sum(0) if self.needs_input_grad[2] else None)
+        return gx, gw
+
+
+def linear(x, weight, bias=None) -> Tensor:
+    """Affine map ``x @ weight.T + bias`` (``weight`` is ``(out_features, in_features)``)."""
+    x, weight = check_tensor(x, "input"), check_tensor(weight, "weight")
+    if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {tuple(x.shape)} does not match weight of "
+                         f"shape {tuple(weight.shape)} (need input.shape[-1] == weight.shape[1])")
+    if bias is None:
+        return Linear.apply(x, weight)
+    check_tensor(bias, "bias")
+    if bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias has shape {tuple(bias.shape)}, expected "
+                         f"({weight.shape[0]},) for weight of shape {tuple(weight.shape)}")
+    return Linear.apply(x, weight, bias)
+
+
+def dropout(x, p: float = 0.5, training: bool = True, generator=None) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (in training)."""
+    x = check_tensor(x, "input")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    gen = _resolve_generator(generator)
+    from ..backend import to_device
+    keep = to_device(gen.uniform(x.shape, np.float64), x.device) >= p
+    return x * Tensor._wrap((keep / (1.0 - p)).astype(x.dtype))
+
+
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+               training=False, momentum=0.1, eps=1e-5) -> Tensor:
+    """Batch normalization over all axes but the channel axis 1 (PyTorch's ``F.batch_norm``).
+
+    y = (x - mean) / sqrt(var + eps) * weight + bias, with the batch's mean and biased variance in
+    training (and the running statistics updated in place with the unbiased variance) or the
+    running statistics in evaluation.
+    """
+    x = check_tensor(x, "input")
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: input must have shape (N, C, ...), got {tuple(x.shape)}")
+    c = x.shape[1]
+    axes = (0,) + tuple(range(2, x.ndim))
+    bshape = (1, c) + (1,) * (x.ndim - 2)  # broadcast shape of per-channel vectors
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(f"batch_norm: {name} has shape {tuple(t.shape)}, expected ({c},) "
+                             f"for input of shape {tuple(x.shape)}")
+    if training or running_mean is None:
+        n = x.data.size // c
+        if training and n <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+                             f"got input of shape {tuple(x.shape)}")
+        mu = mean(x, axes, keepdim=True)
+        v = var(x, axes, keepdim=True, correction=0)
+        if training and running_mean is not None:
+            with no_grad():
+                running_mean.data[...] = (1 - momentum) * running_mean.data + \
+                    momentum * mu.data.reshape(c)
+                running_var.data[...] = (1 - momentum) * running_var.data + \
+                    momentum * v.data.reshape(c) * (n / (n - 1))
+                running_mean._vbox[0] += 1
+                running_var._vbox[0] += 1
+    else:
+        mu = running_mean.detach().reshape(bshape)
+        v = running_var.detach().reshape(bshape)
+    y = (x - mu) * (v + eps) ** -0.5
+    if weight is not None:
+        y = y * weight.reshape(bshape)
+    if bias is not None:
+        y = y + bias.reshape(bshape)
+    return y

@@ -1,0 +1,190 @@
+"""Reductions: sum, mean, var, max/min, logsumexp, softmax and log-softmax, arg-reductions.
+
+``dim`` is ``None`` (all axes), an int or a tuple of ints; ``keepdim`` keeps reduced axes as size 1.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function
+from ..tensor import Tensor
+from ._util import check_tensor, keepdims_shape, normalize_axis, normalize_dim
+
+__all__ = ["sum", "mean", "var", "std", "max", "min", "argmax", "argmin", "logsumexp",
+           "softmax", "log_softmax", "any", "all"]
+
+
+def _count(shape, axes):
+    n = 1
+    for i, s in enumerate(shape):
+        if axes is None or i in axes:
+            n *= s
+    return n
+
+
+class Sum(Function):
+    def forward(self, x, axes, keepdim):
+        self.in_shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        return x.sum(axis=axes, keepdims=keepdim)
+
+    def backward(self, g):
+        if not self.keepdim:
+            g = g.reshape(keepdims_shape(self.in_shape, self.axes))
+        return g.broadcast_to(self.in_shape)
+
+
+class Max(Function):
+    """max/min along axes; the gradient is shared evenly between tied maxima (as ``amax``)."""
+
+    def forward(self, x, axes, keepdim, smallest):
+        if x.size == 0:
+            raise ValueError(f"max/min of an empty tensor (shape {x.shape})")
+        self.in_shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        y = x.min(axis=axes, keepdims=True) if smallest else x.max(axis=axes, keepdims=True)
+        mask = (x == y)
+        self.share = mask / mask.sum(axis=axes, keepdims=True)
+        self.share = self.share.astype(x.dtype, copy=False)
+        return y if keepdim else y.reshape(
+            tuple(s for i, s in enumerate(x.shape) if axes is not None and i not in axes))
+
+    def backward(self, g):
+        if not self.keepdim:
+            g = g.reshape(keepdims_shape(self.in_shape, self.axes))
+        return g * Tensor._wrap(self.share)
+
+
+class LogSumExp(Function):
+    """y = m + log sum exp(x - m) with m = max x;  dy/dx = exp(x - y) = softmax(x)."""
+
+    def forward(self, x, axes, keepdim):
+        self.in_shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        m = x.max(axis=axes, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)  # all -inf (or inf) slices: avoid inf - inf
+        with np.errstate(divide="ignore"):
+            y = np.log(np.exp(x - m).sum(axis=axes, keepdims=True)) + m
+        return y.astype(x.dtype, copy=False) if keepdim else y.reshape(
+            tuple(s for i, s in enumerate(x.shape) if axes is not None and i not in axes)
+        ).astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        x, y = self.saved_input(0), self.saved_output()
+        shape = keepdims_shape(self.in_shape, self.axes)
+        if not self.keepdim:
+            g, y = g.reshape(shape), y.reshape(shape)
+        return g * (x - y).exp()
+
+
+class Softmax(Function):
+    def forward(self, x, axis):
+        self.axis = axis
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+
+    def backward(self, g):
+        # dL/dx = y * (g - sum(g * y))
+        y = self.saved_output()
+        return y * (g - (g * y).sum(self.axis, keepdim=True))
+
+
+class LogSoftmax(Function):
+    def forward(self, x, axis):
+        self.axis = axis
+        shifted = x - x.max(axis=axis, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+    def backward(self, g):
+        # dL/dx = g - softmax(x) * sum(g)
+        y = self.saved_output()
+        return g - y.exp() * g.sum(self.axis, keepdim=True)
+
+
+def _reduce_input(x, dim, name):
+    x = check_tensor(x, "input")
+    return x, normalize_axis(dim, x.ndim, name)
+
+
+def sum(x, dim=None, keepdim=False) -> Tensor:
+    """Sum over ``dim`` (all axes when None). Booleans and ints sum to int64."""
+    x, axes = _reduce_input(x, dim, "dim")
+    if x.dtype.kind in "bi" and x.dtype != np.int64:
+        x = x.to(np.int64)
+    return Sum.apply(x, axes=axes, keepdim=bool(keepdim))
+
+
+def mean(x, dim=None, keepdim=False) -> Tensor:
+    """Mean over ``dim`` (all axes when None)."""
+    x, axes = _reduce_input(x, dim, "dim")
+    if x.dtype.kind != "f":
+        raise TypeError(f"mean: input must be floating point, got dtype {x.dtype}")
+    return Sum.apply(x, axes=axes, keepdim=bool(keepdim)) * (1.0 / _count(x.shape, axes))
+
+
+def var(x, dim=None, keepdim=False, correction: int = 1) -> Tensor:
+    """Variance over ``dim`` with Bessel's ``correction`` (1: unbiased, PyTorch's default)."""
+    x, axes = _reduce_input(x, dim, "dim")
+    n = _count(x.shape, axes)
+    d = x - mean(x, axes, keepdim=True)
+    scale = 1.0 / (n - correction) if n > correction else float("nan")
+    return sum(d * d, axes, keepdim) * scale
+
+
+def std(x, dim=None, keepdim=False, correction: int = 1) -> Tensor:
+    return var(x, dim, keepdim, correction).sqrt()
+
+
+def max(x, dim=None, keepdim=False) -> Tensor:
+    """Largest value over ``dim`` (values only, like ``torch.amax``)."""
+    x, axes = _reduce_input(x, dim, "dim")
+    return Max.apply(x, axes=axes, keepdim=bool(keepdim), smallest=False)
+
+
+def min(x, dim=None, keepdim=False) -> Tensor:
+    """Smallest value over ``dim`` (values only, like ``torch.amin``)."""
+    x, axes = _reduce_input(x, dim, "dim")
+    return Max.apply(x, axes=axes, keepdim=bool(keepdim), smallest=True)
+
+
+def argmax(x, dim=None, keepdim=False) -> Tensor:
+    """Index of the largest value (over the flattened tensor when ``dim`` is None); int64."""
+    x = check_tensor(x, "input")
+    if dim is None:
+        return Tensor._wrap(x.data.argmax().astype(np.int64))
+    return Tensor._wrap(x.data.argmax(axis=normalize_dim(dim, x.ndim),
+                                      keepdims=keepdim).astype(np.int64))
+
+
+def argmin(x, dim=None, keepdim=False) -> Tensor:
+    """Index of the smallest value; int64."""
+    x = check_tensor(x, "input")
+    if dim is None:
+        return Tensor._wrap(x.data.argmin().astype(np.int64))
+    return Tensor._wrap(x.data.argmin(axis=normalize_dim(dim, x.ndim),
+                                      keepdims=keepdim).astype(np.int64))
+
+
+def any(x, dim=None, keepdim=False) -> Tensor:
+    x, axes = _reduce_input(x, dim, "dim")
+    return Tensor._wrap(x._xp.asarray(x.data.any(axis=axes, keepdims=keepdim)))
+
+
+def all(x, dim=None, keepdim=False) -> Tensor:
+    x, axes = _reduce_input(x, dim, "dim")
+    return Tensor._wrap(x._xp.asarray(x.data.all(axis=axes, keepdims=keepdim)))
+
+
+def logsumexp(x, dim=None, keepdim=False) -> Tensor:
+    """log(sum(exp(x))) over ``dim``, computed stably (the max is subtracted first)."""
+    x, axes = _reduce_input(x, dim, "dim")
+    return LogSumExp.apply(x, axes=axes, keepdim=bool(keepdim))
+
+
+def softmax(x, dim) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``dim``."""
+    x = check_tensor(x, "input")
+    return Softmax.apply(x, axis=normalize_dim(dim, x.ndim))
+
+
+def log_softmax(x, dim) -> Tensor:
+    """x - logsumexp(x) along ``dim``, computed stably."""
+    x = check_tensor(x, "input")
+    return LogSoftmax.apply(x, axis=normalize_dim(dim, x.ndim))

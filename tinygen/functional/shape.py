@@ -1,0 +1,389 @@
+"""Shape ops: reshape, permute, broadcast, sum-to, indexing, concatenation, padding, flipping."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..autograd import Function
+from ..backend import get_array_module
+from ..tensor import Tensor
+from ._util import check_tensor, normalize_axis, normalize_dim
+
+__all__ = ["reshape", "transpose", "permute", "flatten", "unflatten", "squeeze", "unsqueeze",
+           "expand", "broadcast_to", "sum_to", "cat", "concatenate", "stack", "split", "chunk",
+           "pad", "flip", "getitem", "index_add_scatter"]
+
+
+class Reshape(Function):
+    is_view = True
+
+    def forward(self, x, shape):
+        self.in_shape = x.shape
+        return x.reshape(shape)
+
+    def backward(self, g):
+        return g.reshape(self.in_shape)
+
+
+class Permute(Function):
+    is_view = True
+
+    def forward(self, x, axes):
+        self.axes = axes
+        return x.transpose(axes)
+
+    def backward(self, g):
+        return g.permute(tuple(np.argsort(self.axes).tolist()))
+
+
+class BroadcastTo(Function):
+    is_view = True
+
+    def forward(self, x, shape):
+        self.in_shape = x.shape
+        return np.broadcast_to(x, shape)
+
+    def backward(self, g):
+        return sum_to(g, self.in_shape)
+
+
+class SumTo(Function):
+    """Sum a broadcast result back down to ``shape`` (the adjoint of :class:`BroadcastTo`)."""
+
+    def forward(self, x, shape):
+        self.in_shape = x.shape
+        lead = x.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1)
+        y = x.sum(axis=axes, keepdims=True) if axes else x
+        return y.reshape(shape)
+
+    def backward(self, g):
+        return g.broadcast_to(self.in_shape)
+
+
+def _is_basic_index(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (slice, type(None), type(Ellipsis))) or
+               (isinstance(i, numbers.Integral) and not isinstance(i, (bool, np.bool_)))
+               for i in items)
+
+
+def _index_arrays(index):
+    """Replace Tensors in an index by their arrays (lists are left to NumPy)."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def _scatter_add(out, index, values):
+    """``out[index] += values`` with repeated indices accumulated (NumPy ``add.at``)."""
+    if isinstance(out, np.ndarray):
+        np.add.at(out, index, values)
+    else:  # CuPy
+        import cupyx
+        cupyx.scatter_add(out, index, values)
+
+
+class GetItem(Function):
+    def forward(self, x, index, basic):
+        self.in_shape, self.index, self.basic = x.shape, index, basic
+        return x[index]
+
+    def backward(self, g):
+        return IndexAddScatter.apply(g, index=self.index, shape=self.in_shape, basic=self.basic)
+
+
+class BasicGetItem(GetItem):
+    is_view = True
+
+
+class IndexAddScatter(Function):
+    """Zeros of ``shape`` with ``g`` added at ``index`` (the adjoint of indexing)."""
+
+    def forward(self, g, index, shape, basic):
+        self.index, self.basic = index, basic
+        xp = get_array_module(g)
+        out = xp.zeros(shape, dtype=g.dtype)
+        if basic:
+            out[index] = g
+        else:
+            _scatter_add(out, index, g)
+        return out
+
+    def backward(self, g):
+        cls = BasicGetItem if self.basic else GetItem
+        return cls.apply(g, index=self.index, basic=self.basic)
+
+
+def getitem(x, index) -> Tensor:
+    """``x[index]`` with NumPy semantics: basic slicing (a view) and integer/boolean arrays
+    (a copy; the backward scatters with accumulation, so repeated indices add up)."""
+    x = check_tensor(x, "input")
+    index = _index_arrays(index)
+    basic = _is_basic_index(index)
+    try:
+        return (BasicGetItem if basic else GetItem).apply(x, index=index, basic=basic)
+    except IndexError as exc:
+        raise IndexError(f"index {index!r} is invalid for a tensor of shape "
+                         f"{tuple(x.shape)}: {exc}") from None
+
+
+def index_add_scatter(g, index, shape) -> Tensor:
+    """Zeros of ``shape`` with ``g`` accumulated at ``index``."""
+    index = _index_arrays(index)
+    return IndexAddScatter.apply(g, index=index, shape=tuple(shape),
+                                 basic=_is_basic_index(index))
+
+
+def reshape(x, shape) -> Tensor:
+    """Same data, new shape (one entry may be -1)."""
+    x = check_tensor(x, "input")
+    shape = tuple(int(s) for s in shape)
+    known = int(np.prod([s for s in shape if s != -1])) if shape else 1
+    if shape.count(-1) > 1 or (shape.count(-1) == 0 and known != x.data.size) or \
+            (shape.count(-1) == 1 and (known == 0 or x.data.size % known)):
+        raise ValueError(f"reshape: cannot view a tensor of shape {tuple(x.shape)} "
+                         f"({x.data.size} elements) as shape {shape}")
+    if shape == x.shape:
+        return x
+    return Reshape.apply(x, shape=shape)
+
+
+def permute(x, dims) -> Tensor:
+    """Reorder the axes: output axis i is input axis ``dims[i]``."""
+    x = check_tensor(x, "input")
+    axes = normalize_axis(tuple(dims), x.ndim, "dims")
+    if len(axes) != x.ndim:
+        raise ValueError(f"permute: dims {tuple(dims)} must name all {x.ndim} axes of a tensor "
+                         f"of shape {tuple(x.shape)}")
+    return Permute.apply(x, axes=axes)
+
+
+def transpose(x, dim0, dim1) -> Tensor:
+    """Swap two axes."""
+    x = check_tensor(x, "input")
+    axes = list(range(x.ndim))
+    d0, d1 = normalize_dim(dim0, x.ndim), normalize_dim(dim1, x.ndim)
+    axes[d0], axes[d1] = axes[d1], axes[d0]
+    return Permute.apply(x, axes=tuple(axes))
+
+
+def flatten(x, start_dim=0, end_dim=-1) -> Tensor:
+    """Merge axes ``start_dim..end_dim`` (inclusive) into one."""
+    x = check_tensor(x, "input")
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    s, e = normalize_dim(start_dim, x.ndim), normalize_dim(end_dim, x.ndim)
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    shape = x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:]
+    return reshape(x, shape)
+
+
+def unflatten(x, dim, sizes) -> Tensor:
+    """Split axis ``dim`` into ``sizes`` (one may be -1)."""
+    x = check_tensor(x, "input")
+    d = normalize_dim(dim, x.ndim)
+    sizes = tuple(sizes)
+    if -1 in sizes:
+        known = int(np.prod([s for s in sizes if s != -1]))
+        sizes = tuple(x.shape[d] // known if s == -1 else s for s in sizes)
+    if int(np.prod(sizes)) != x.shape[d]:
+        raise ValueError(f"unflatten: sizes {sizes} do not multiply to {x.shape[d]} (axis {d} of "
+                         f"shape {tuple(x.shape)})")
+    return reshape(x, x.shape[:d] + sizes + x.shape[d + 1:])
+
+
+def squeeze(x, dim=None) -> Tensor:
+    """Drop axes of size 1 (only ``dim`` when given; a ``dim`` of another size is left alone)."""
+    x = check_tensor(x, "input")
+    if dim is None:
+        axes = tuple(i for i, s in enumerate(x.shape) if s == 1)
+    else:
+        axes = tuple(a for a in normalize_axis(dim, x.ndim) if x.shape[a] == 1)
+    return reshape(x, tuple(s for i, s in enumerate(x.shape) if i not in axes))
+
+
+def unsqueeze(x, dim) -> Tensor:
+    """Insert an axis of size 1 at ``dim`` (``-1`` appends)."""
+    x = check_tensor(x, "input")
+    d = normalize_dim(dim, x.ndim + 1)
+    return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
+
+
+def broadcast_to(x, shape) -> Tensor:
+    """A read-only broadcast view of ``x`` with ``shape``."""
+    x = check_tensor(x, "input")
+    shape = tuple(int(s) for s in shape)
+    if shape == x.shape:
+        return x
+    try:
+        np.broadcast_shapes(x.shape, shape)
+        if len(shape) < x.ndim or np.broadcast_shapes(x.shape, shape) != shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"broadcast_to: shape {tuple(x.shape)} cannot be broadcast to "
+                         f"{shape}") from None
+    return BroadcastTo.apply(x, shape=shape)
+
+
+def expand(x, shape) -> Tensor:
+    """PyTorch's ``expand``: broadcast to ``shape``, where -1 keeps an axis's size."""
+    x = check_tensor(x, "input")
+    shape = tuple(shape)
+    lead = len(shape) - x.ndim
+    if lead < 0:
+        raise ValueError(f"expand: shape {shape} has fewer axes than the tensor "
+                         f"{tuple(x.shape)}")
+    full = tuple(x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(shape))
+    return broadcast_to(x, full)
+
+
+def sum_to(x, shape) -> Tensor:
+    """Sum ``x`` down to ``shape``, the shape it was broadcast from (engine's unbroadcast)."""
+    shape = tuple(shape)
+    if shape == x.shape:
+        return x
+    lead = x.ndim - len(shape)
+    if lead < 0 or any(s != 1 and s != x.shape[lead + i] for i, s in enumerate(shape)):
+        raise ValueError(f"sum_to: shape {tuple(x.shape)} is not a broadcast of {shape}")
+    return SumTo.apply(x, shape=shape)
+
+
+class Cat(Function):
+    def forward(self, *arrays, axis):
+        self.axis = axis
+        self.bounds = np.cumsum([0] + [a.shape[axis] for a in arrays]).tolist()
+        xp = get_array_module(arrays[0])
+        return xp.concatenate(arrays, axis=axis)
+
+    def backward(self, g):
+        lead = (slice(None),) * self.axis
+        return tuple(g[lead + (slice(lo, hi),)]
+                     for lo, hi in zip(self.bounds[:-1], self.bounds[1:]))
+
+
+def cat(tensors, dim=0) -> Tensor:
+    """Concatenate tensors along an existing axis ``dim``."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    for i, t in enumerate(tensors):
+        check_tensor(t, f"tensors[{i}]")
+    ref = tensors[0]
+    d = normalize_dim(dim, ref.ndim)
+    for i, t in enumerate(tensors):
+        if t.ndim != ref.ndim or any(a != b for j, (a, b) in enumerate(zip(t.shape, ref.shape))
+                                     if j != d):
+            raise ValueError(f"cat: tensors[{i}] has shape {tuple(t.shape)} but tensors[0] has "
+                             f"{tuple(ref.shape)}; all axes but dim={dim} must match")
+        if t.device != ref.device:
+            raise RuntimeError(f"cat: tensors[{i}] is on {t.device}, tensors[0] on {ref.device}")
+    return Cat.apply(*tensors, axis=d)
+
+
+concatenate = cat
+
+
+def stack(tensors, dim=0) -> Tensor:
+    """Join same-shaped tensors along a new axis ``dim``."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty sequence of tensors")
+    for i, t in enumerate(tensors):
+        check_tensor(t, f"tensors[{i}]")
+        if t.shape != tensors[0].shape:
+            raise ValueError(f"stack: tensors[{i}] has shape {tuple(t.shape)} but tensors[0] has "
+                             f"{tuple(tensors[0].shape)}")
+    d = normalize_dim(dim, tensors[0].ndim + 1)
+    return cat([unsqueeze(t, d) for t in tensors], d)
+
+
+def split(x, split_size_or_sections, dim=0) -> list:
+    """Split into pieces of ``split_size`` (the last may be smaller) or of the given sizes."""
+    x = check_tensor(x, "input")
+    d = normalize_dim(dim, x.ndim)
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, numbers.Integral):
+        size = int(split_size_or_sections)
+        if size <= 0:
+            raise ValueError(f"split: split_size must be positive, got {size}")
+        sizes = [size] * (n // size) + ([n % size] if n % size else [])
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if sum(sizes) != n or any(s < 0 for s in sizes):
+            raise ValueError(f"split: sections {sizes} do not add up to {n} (axis {d} of shape "
+                             f"{tuple(x.shape)})")
+    lead = (slice(None),) * d
+    out, start = [], 0
+    for s in sizes:
+        out.append(getitem(x, lead + (slice(start, start + s),)))
+        start += s
+    return out
+
+
+def chunk(x, chunks: int, dim=0) -> list:
+    """Split into ``chunks`` pieces of ceil(n / chunks) (PyTorch semantics: maybe fewer)."""
+    x = check_tensor(x, "input")
+    if chunks <= 0:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+    n = x.shape[normalize_dim(dim, x.ndim)]
+    return split(x, max(-(-n // chunks), 1), dim)
+
+
+class Pad(Function):
+    """Constant padding; a negative width crops. The backward of pad(p) is pad(-p)."""
+
+    def forward(self, x, widths, value):
+        self.widths = widths
+        crop = tuple(slice(max(-lo, 0), x.shape[i] - max(-hi, 0)) for i, (lo, hi) in
+                     enumerate(widths))
+        x = x[crop]
+        grow = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
+        xp = get_array_module(x)
+        return xp.pad(x, grow, mode="constant", constant_values=value)
+
+    def backward(self, g):
+        return Pad.apply(g, widths=tuple((-lo, -hi) for lo, hi in self.widths), value=0)
+
+
+def pad(x, pad, mode="constant", value=0.0) -> Tensor:
+    """PyTorch's ``F.pad``: ``pad = (left, right)`` for the last axis, then the one before, ...
+
+    Only ``mode="constant"``; negative widths crop.
+    """
+    x = check_tensor(x, "input")
+    if mode != "constant":
+        raise ValueError(f"pad: only mode='constant' is supported, got mode={mode!r}")
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad: pad {pad} must have an even length of at most 2*{x.ndim} for a "
+                         f"tensor of shape {tuple(x.shape)}")
+    widths = [(0, 0)] * x.ndim
+    for k in range(len(pad) // 2):
+        widths[x.ndim - 1 - k] = (pad[2 * k], pad[2 * k + 1])
+    for i, (lo, hi) in enumerate(widths):
+        if x.shape[i] + lo + hi < 0 or -lo > x.shape[i] or -hi > x.shape[i]:
+            raise ValueError(f"pad: widths {(lo, hi)} crop more than axis {i} of shape "
+                             f"{tuple(x.shape)} holds")
+    return Pad.apply(x, widths=tuple(widths), value=value)
+
+
+class Flip(Function):
+    def forward(self, x, axes):
+        self.axes = axes
+        xp = get_array_module(x)
+        return xp.flip(x, axis=axes).copy()
+
+    def backward(self, g):
+        return Flip.apply(g, axes=self.axes)
+
+
+def flip(x, dims) -> Tensor:
+    """Reverse the order of elements along ``dims``."""
+    x = check_tensor(x, "input")
+    return Flip.apply(x, axes=normalize_axis(dims, x.ndim, "dims"))

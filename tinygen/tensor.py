@@ -1,0 +1,607 @@
+"""The ``Tensor``: an array (NumPy or CuPy) plus what reverse mode needs, and tensor factories.
+
+A tensor made by the user is a *leaf*; a tensor made by a differentiable op while grad mode is on
+and an input requires a gradient points at the function that made it (``grad_fn``). Methods and
+operators mirror PyTorch's names; each one delegates to :mod:`tinygen.functional`.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import backend
+from .random import _resolve as _resolve_generator
+
+__all__ = ["Tensor", "tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty",
+           "eye", "arange", "linspace", "rand", "randn", "randint", "zeros_like", "ones_like",
+           "full_like", "empty_like", "rand_like", "randn_like", "float32", "float64", "int64",
+           "int32", "bool_", "uint8"]
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int32 = np.dtype(np.int32)
+int64 = np.dtype(np.int64)
+uint8 = np.dtype(np.uint8)
+bool_ = np.dtype(np.bool_)
+
+
+def _as_dtype(dtype):
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: cannot interpret {dtype!r} as a dtype") from None
+
+
+class Tensor:
+    """A multi-dimensional array that can record operations for differentiation.
+
+    ``Tensor(data, requires_grad=False, dtype=None, device="cpu")`` is the same as
+    :func:`tinygen.tensor`.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_vbox", "_retains_grad", "__weakref__")
+    __array_ufunc__ = None  # make NumPy defer to our reflected operators (ndarray * Tensor)
+
+    def __init__(self, data, requires_grad=False, dtype=None, device=None):
+        t = tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+        self.data, self.grad, self.requires_grad = t.data, None, t.requires_grad
+        self._ctx, self._vbox, self._retains_grad = None, [0], False
+
+    @classmethod
+    def _wrap(cls, data):
+        """Wrap a backing array without copying or checking (engine-internal fast path)."""
+        t = object.__new__(cls)
+        t.data = data
+        t.grad = None
+        t.requires_grad = False
+        t._ctx = None
+        t._vbox = [0]
+        t._retains_grad = False
+        return t
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def _xp(self):
+        return backend.get_array_module(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad_fn(self):
+        return self._ctx
+
+    @property
+    def _version(self) -> int:
+        return self._vbox[0]
+
+    @property
+    def T(self) -> "Tensor":
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def mT(self) -> "Tensor":
+        return self.transpose(-2, -1)
+
+    def size(self, dim=None):
+        """The shape (PyTorch's ``size()``), or its length along ``dim``."""
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __hash__(self):
+        return id(self)
+
+    # -- conversion ----------------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (shares memory on the CPU; GPU tensors need ``.cpu()``)."""
+        if self.device != "cpu":
+            raise TypeError("numpy(): the tensor is on 'cuda'; call .cpu() first")
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted to a Python "
+                             f"scalar, got shape {tuple(self.shape)}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return backend.to_numpy(self.data).tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with shape {tuple(self.shape)} is "
+                               f"ambiguous; use .any() or .all()")
+        return bool(self.item())
+
+    def __repr__(self):
+        body = np.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(",
+                               precision=4)
+        extras = []
+        if self.device != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self.dtype not in (float32, int64, bool_) or self.data.size == 0:
+            extras.append(f"dtype={self.dtype}")
+        if self._ctx is not None:
+            extras.append(f"grad_fn={self._ctx!r}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body] + extras) + ")"
+
+    def detach(self) -> "Tensor":
+        """A tensor sharing this one's data, cut from the graph (shares the version counter)."""
+        t = Tensor._wrap(self.data)
+        t._vbox = self._vbox
+        return t
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if not self.is_leaf and not requires_grad:
+            raise RuntimeError("requires_grad_(False) is only allowed on leaf tensors; use "
+                               ".detach()")
+        if requires_grad and not backend.is_floating(self.dtype):
+            raise RuntimeError(f"only floating point tensors can require gradients, got "
+                               f"dtype {self.dtype}")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on this non-leaf tensor after backward."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad")
+        if self._ctx is not None:
+            self._retains_grad = True
+
+    def backward(self, grad=None, retain_graph=False, create_graph=False):
+        """Accumulate the gradient of this tensor into the ``.grad`` of the leaves it depends on.
+
+        ``grad`` is required unless the tensor has exactly one element.
+        """
+        from .autograd import _seed_grad, backward_from
+        seed = _seed_grad(self, grad, "grad")
+        backward_from([self], [seed], retain_graph=retain_graph or create_graph,
+                      create_graph=create_graph)
+
+    def to(self, *args, dtype=None, device=None) -> "Tensor":
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or keywords; differentiable."""
+        for a in args:
+            if isinstance(a, str) and (a == "cpu" or a.startswith("cuda")):
+                device = a
+            else:
+                dtype = a
+        out = self
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            out = F.cast(out, np.dtype(dtype))
+        if device is not None and backend.normalize_device(device) != out.device:
+            out = F.to_device(out, backend.normalize_device(device))
+        return out
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    def cuda(self) -> "Tensor":
+        return self.to("cuda")
+
+    def float(self) -> "Tensor":
+        return self.to(float32)
+
+    def double(self) -> "Tensor":
+        return self.to(float64)
+
+    def long(self) -> "Tensor":
+        return self.to(int64)
+
+    def type_as(self, other: "Tensor") -> "Tensor":
+        return self.to(other.dtype)
+
+    def clone(self) -> "Tensor":
+        return F.clone(self)
+
+    # -- arithmetic -----------------------------------------------------------------------------
+    def __add__(self, other): return F.add(self, other)
+    def __radd__(self, other): return F.add(other, self)
+    def __sub__(self, other): return F.sub(self, other)
+    def __rsub__(self, other): return F.sub(other, self)
+    def __mul__(self, other): return F.mul(self, other)
+    def __rmul__(self, other): return F.mul(other, self)
+    def __truediv__(self, other): return F.div(self, other)
+    def __rtruediv__(self, other): return F.div(other, self)
+    def __pow__(self, other): return F.pow(self, other)
+    def __rpow__(self, other): return F.pow(other, self)
+    def __matmul__(self, other): return F.matmul(self, other)
+    def __rmatmul__(self, other): return F.matmul(other, self)
+    def __neg__(self): return F.neg(self)
+    def __pos__(self): return self
+    def __abs__(self): return F.abs(self)
+
+    # comparisons: no gradient, boolean results
+    def __eq__(self, other): return F.eq(self, other)
+    def __ne__(self, other): return F.ne(self, other)
+    def __lt__(self, other): return F.lt(self, other)
+    def __le__(self, other): return F.le(self, other)
+    def __gt__(self, other): return F.gt(self, other)
+    def __ge__(self, other): return F.ge(self, other)
+    def __invert__(self): return F.logical_not(self)
+
+    def __getitem__(self, index): return F.getitem(self, index)
+
+    add = __add__
+    sub = __sub__
+    mul = __mul__
+    div = __truediv__
+    matmul = __matmul__
+    neg = __neg__
+
+    def pow(self, exponent): return F.pow(self, exponent)
+    def exp(self): return F.exp(self)
+    def log(self): return F.log(self)
+    def log1p(self): return F.log1p(self)
+    def sqrt(self): return F.sqrt(self)
+    def abs(self): return F.abs(self)
+    def tanh(self): return F.tanh(self)
+    def sigmoid(self): return F.sigmoid(self)
+    def relu(self): return F.relu(self)
+    def sign(self): return F.sign(self)
+    def clamp(self, min=None, max=None): return F.clamp(self, min, max)
+    clip = clamp
+    def maximum(self, other): return F.maximum(self, other)
+    def minimum(self, other): return F.minimum(self, other)
+    def eq(self, other): return F.eq(self, other)
+    def isfinite(self): return F.isfinite(self)
+    def isnan(self): return F.isnan(self)
+    def any(self, dim=None, keepdim=False): return F.any(self, dim, keepdim)
+    def all(self, dim=None, keepdim=False): return F.all(self, dim, keepdim)
+
+    # reductions (``dim``/``keepdim`` as in PyTorch; ``axis``/``keepdims`` accepted too)
+    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return F.sum(self, dim if axis is None else axis, keepdim if keepdims is None else keepdims)
+
+    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return F.mean(self, dim if axis is None else axis, keepdim if keepdims is None else keepdims)
+
+    def var(self, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
+            keepdims=None):
+        if unbiased is not None:
+            correction = 1 if unbiased else 0
+        return F.var(self, dim if axis is None else axis,
+                     keepdim if keepdims is None else keepdims, correction=correction)
+
+    def std(self, dim=None, keepdim=False, *, correction=1):
+        return F.var(self, dim, keepdim, correction=correction).sqrt()
+
+    def max(self, dim=None, keepdim=False): return F.max(self, dim, keepdim)
+    def min(self, dim=None, keepdim=False): return F.min(self, dim, keepdim)
+    def amax(self, dim=None, keepdim=False): return F.max(self, dim, keepdim)
+    def amin(self, dim=None, keepdim=False): return F.min(self, dim, keepdim)
+    def argmax(self, dim=None, keepdim=False): return F.argmax(self, dim, keepdim)
+    def argmin(self, dim=None, keepdim=False): return F.argmin(self, dim, keepdim)
+    def logsumexp(self, dim=None, keepdim=False): return F.logsumexp(self, dim, keepdim)
+    def softmax(self, dim): return F.softmax(self, dim)
+    def log_softmax(self, dim): return F.log_softmax(self, dim)
+
+    # shape ops
+    def reshape(self, *shape): return F.reshape(self, _shape_args(shape))
+    view = reshape
+    def transpose(self, dim0, dim1): return F.transpose(self, dim0, dim1)
+    def permute(self, *dims): return F.permute(self, _shape_args(dims))
+    def flatten(self, start_dim=0, end_dim=-1): return F.flatten(self, start_dim, end_dim)
+    def squeeze(self, dim=None): return F.squeeze(self, dim)
+    def unsqueeze(self, dim): return F.unsqueeze(self, dim)
+    def expand(self, *shape): return F.expand(self, _shape_args(shape))
+    def broadcast_to(self, shape): return F.broadcast_to(self, shape)
+    def expand_as(self, other): return F.broadcast_to(self, other.shape)
+    def flip(self, dims): return F.flip(self, dims)
+    def split(self, split_size_or_sections, dim=0): return F.split(self, split_size_or_sections, dim)
+    def chunk(self, chunks, dim=0): return F.chunk(self, chunks, dim)
+
+    # -- in-place ops (refused on tensors that require grad while grad mode is on) --------------
+    def _check_inplace(self, name):
+        from .autograd import is_grad_enabled
+        if self.requires_grad and is_grad_enabled():
+            kind = "a leaf tensor that requires grad" if self._ctx is None else \
+                "a tensor that is part of a graph"
+            raise RuntimeError(f"{name}: in-place operation on {kind} (shape "
+                               f"{tuple(self.shape)}); wrap it in tinygen.no_grad() or use the "
+                               f"out-of-place form")
+        if not self.data.flags.writeable:
+            raise RuntimeError(f"{name}: the tensor's memory is read-only (an expanded or "
+                               f"broadcast view); .clone() it first")
+        self._vbox[0] += 1
+
+    def _inplace(self, name, ufunc, other):
+        self._check_inplace(name)
+        other = other.data if isinstance(other, Tensor) else other
+        ufunc(self.data, other, out=self.data, casting="same_kind")
+        return self
+
+    def add_(self, other, alpha=1):
+        return self._inplace("add_", self._xp.add, other if alpha == 1 else _scaled(other, alpha))
+
+    def sub_(self, other, alpha=1):
+        return self._inplace("sub_", self._xp.subtract,
+                             other if alpha == 1 else _scaled(other, alpha))
+
+    def mul_(self, other): return self._inplace("mul_", self._xp.multiply, other)
+    def div_(self, other): return self._inplace("div_", self._xp.true_divide, other)
+    __iadd__ = add_
+    __isub__ = sub_
+    __imul__ = mul_
+    __itruediv__ = div_
+
+    def zero_(self):
+        self._check_inplace("zero_")
+        self.data[...] = 0
+        return self
+
+    def fill_(self, value):
+        self._check_inplace("fill_")
+        self.data[...] = value.data if isinstance(value, Tensor) else value
+        return self
+
+    def copy_(self, src):
+        """Copy ``src`` (Tensor or array, broadcastable) into this tensor's memory."""
+        self._check_inplace("copy_")
+        src = src.data if isinstance(src, Tensor) else src
+        if self.device == "cpu":
+            src = backend.to_numpy(src)
+        self.data[...] = src
+        return self
+
+    def clamp_(self, min=None, max=None):
+        self._check_inplace("clamp_")
+        self._xp.clip(self.data, min, max, out=self.data)
+        return self
+
+    def uniform_(self, a=0.0, b=1.0, generator=None):
+        self._check_inplace("uniform_")
+        gen = _resolve_generator(generator)
+        self.data[...] = backend.to_device(gen.uniform(self.shape, self.dtype, a, b), self.device)
+        return self
+
+    def normal_(self, mean=0.0, std=1.0, generator=None):
+        self._check_inplace("normal_")
+        gen = _resolve_generator(generator)
+        self.data[...] = backend.to_device(gen.normal(self.shape, self.dtype), self.device) \
+            * std + mean
+        return self
+
+    def __setitem__(self, index, value):
+        self._check_inplace("__setitem__")
+        value = value.data if isinstance(value, Tensor) else value
+        self.data[F._index_arrays(index)] = value
+
+
+def _scaled(other, alpha):
+    return (other.data if isinstance(other, Tensor) else other) * alpha
+
+
+def _shape_args(shape):
+    """Accept both ``f(2, 3)`` and ``f((2, 3))``."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+# -- construction --------------------------------------------------------------------------------
+def _to_array(data, dtype, device):
+    """A fresh backing array for ``data`` following the dtype policy of :mod:`tinygen.backend`."""
+    dtype = _as_dtype(dtype)
+    if isinstance(data, Tensor):
+        data = data.data
+    xp = backend.array_module(device)
+    if isinstance(data, np.ndarray) or (backend.device_of_safe(data) == "cuda"):
+        arr = data
+    elif isinstance(data, np.generic):
+        arr = np.asarray(data)
+    else:
+        arr = np.asarray(data)
+        if dtype is None:
+            if arr.dtype.kind == "f":
+                arr = arr.astype(backend.get_default_dtype())
+            elif arr.dtype.kind in "iu":
+                arr = arr.astype(np.int64)
+            elif arr.dtype.kind not in "b":
+                raise TypeError(f"tensor(): cannot make a tensor from data of dtype {arr.dtype}")
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    if xp is np:
+        return np.array(backend.to_numpy(arr), copy=True)
+    return xp.array(arr, copy=True)
+
+
+def tensor(data, requires_grad=False, dtype=None, device=None) -> Tensor:
+    """Make a leaf tensor holding a copy of ``data`` (a number, nested list, array or Tensor).
+
+    Floating data from Python numbers gets the default dtype (float32); NumPy arrays keep their
+    dtype; Python ints become int64.
+    """
+    device = backend.normalize_device(device)
+    t = Tensor._wrap(_to_array(data, dtype, device))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """Like :func:`tensor` but returns ``data`` itself when it is already a suitable Tensor."""
+    if isinstance(data, Tensor) and (dtype is None or np.dtype(dtype) == data.dtype) and \
+            (device is None or backend.normalize_device(device) == data.device):
+        return data
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing memory with a NumPy array (no copy, dtype kept)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
+    return Tensor._wrap(array)
+
+
+def _factory(fill, shape, dtype, device, requires_grad):
+    shape = _shape_args(shape)
+    device = backend.normalize_device(device)
+    dtype = _as_dtype(dtype) or backend.get_default_dtype()
+    for s in shape:
+        if not isinstance(s, numbers.Integral) or s < 0:
+            raise ValueError(f"shape must hold non-negative ints, got {shape}")
+    t = Tensor._wrap(fill(backend.array_module(device), tuple(int(s) for s in shape), dtype))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _factory(lambda xp, s, d: xp.zeros(s, d), shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _factory(lambda xp, s, d: xp.ones(s, d), shape, dtype, device, requires_grad)
+
+
+def empty(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _factory(lambda xp, s, d: xp.empty(s, d), shape, dtype, device, requires_grad)
+
+
+def full(shape, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if dtype is None and isinstance(fill_value, (bool, np.bool_)):
+        dtype = bool_
+    elif dtype is None and isinstance(fill_value, numbers.Integral):
+        dtype = int64
+    return _factory(lambda xp, s, d: xp.full(s, fill_value, d), (shape,) if
+                    isinstance(shape, numbers.Integral) else shape, dtype, device, requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _factory(lambda xp, s, d: xp.eye(s[0], s[1], dtype=d), (n, n if m is None else m),
+                    dtype, device, requires_grad)
+
+
+def rand(*shape, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+    """Uniform samples on [0, 1)."""
+    gen = _resolve_generator(generator)
+    return _factory(lambda xp, s, d: backend.to_device(gen.uniform(s, _float(d, "rand")),
+                                                      _dev(xp)),
+                    shape, dtype, device, requires_grad)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+    """Standard normal samples."""
+    gen = _resolve_generator(generator)
+    return _factory(lambda xp, s, d: backend.to_device(gen.normal(s, _float(d, "randn")),
+                                                      _dev(xp)),
+                    shape, dtype, device, requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=int64, device=None, generator=None) -> Tensor:
+    """Integers drawn uniformly from ``[low, high)`` (or ``[0, low)`` when ``high`` is None)."""
+    if high is None:
+        low, high = 0, low
+    if high <= low:
+        raise ValueError(f"randint: need low < high, got low={low}, high={high}")
+    gen = _resolve_generator(generator)
+    return _factory(lambda xp, s, d: backend.to_device(gen.integers(low, high, s, d), _dev(xp)),
+                    size, dtype, device, False)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Values from ``start`` to ``end`` (exclusive) by ``step``; int64 unless a value is a float."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+        dtype = int64 if is_int else backend.get_default_dtype()
+    device = backend.normalize_device(device)
+    t = Tensor._wrap(backend.array_module(device).arange(start, end, step, dtype=_as_dtype(dtype)))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False) -> Tensor:
+    device = backend.normalize_device(device)
+    dtype = _as_dtype(dtype) or backend.get_default_dtype()
+    t = Tensor._wrap(backend.array_module(device).linspace(start, end, steps, dtype=dtype))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _like(fn, t, dtype, device, **kw):
+    return fn(t.shape, dtype=dtype or t.dtype, device=device or t.device, **kw)
+
+
+def zeros_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(zeros, t, dtype, device, requires_grad=requires_grad)
+
+
+def ones_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(ones, t, dtype, device, requires_grad=requires_grad)
+
+
+def empty_like(t, dtype=None, device=None, requires_grad=False):
+    return _like(empty, t, dtype, device, requires_grad=requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device,
+                requires_grad=requires_grad)
+
+
+def rand_like(t, dtype=None, device=None, requires_grad=False, generator=None):
+    return _like(rand, t, dtype, device, requires_grad=requires_grad, generator=generator)
+
+
+def randn_like(t, dtype=None, device=None, requires_grad=False, generator=None):
+    return _like(randn, t, dtype, device, requires_grad=requires_grad, generator=generator)
+
+
+def _float(dtype, name):
+    if dtype.kind != "f":
+        raise TypeError(f"{name}: dtype must be floating point, got {dtype}")
+    return dtype
+
+
+def _dev(xp):
+    return "cpu" if xp is np else "cuda"
+
+
+from . import functional as F  # noqa: E402  (the ops need Tensor defined first)
