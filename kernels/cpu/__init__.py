@@ -1,0 +1,1 @@
+"""Numba CPU kernels (``@njit(cache=True)`` functions over arrays; shapes in each docstring)."""
