@@ -18,7 +18,7 @@ demo: venv
 	$(PY) -m tinygen demo
 
 test: venv
-	$(PY) -m pytest -q
+	$(VENV)/bin/pytest -q
 
 bench: venv
 	$(PY) benchmarks/bench_engine.py
