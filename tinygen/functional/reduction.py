@@ -9,6 +9,7 @@ import numpy as np
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_tensor, keepdims_shape, normalize_axis, normalize_dim
+from .shape import BroadcastTo
 
 __all__ = ["sum", "mean", "var", "std", "max", "min", "argmax", "argmin", "logsumexp",
            "softmax", "log_softmax", "any", "all"]
@@ -28,9 +29,9 @@ class Sum(Function):
         return x.sum(axis=axes, keepdims=keepdim)
 
     def backward(self, g):
-        if not self.keepdim:
+        if not self.keepdim and self.axes is not None:
             g = g.reshape(keepdims_shape(self.in_shape, self.axes))
-        return g.broadcast_to(self.in_shape)
+        return BroadcastTo.apply(g, shape=self.in_shape)  # a 0-d g broadcasts as it is
 
 
 class Max(Function):

@@ -221,13 +221,10 @@ def broadcast_to(x, shape) -> Tensor:
     shape = tuple(int(s) for s in shape)
     if shape == x.shape:
         return x
-    try:
-        np.broadcast_shapes(x.shape, shape)
-        if len(shape) < x.ndim or np.broadcast_shapes(x.shape, shape) != shape:
-            raise ValueError
-    except ValueError:
+    lead = len(shape) - x.ndim
+    if lead < 0 or any(s != 1 and s != shape[lead + i] for i, s in enumerate(x.shape)):
         raise ValueError(f"broadcast_to: shape {tuple(x.shape)} cannot be broadcast to "
-                         f"{shape}") from None
+                         f"{shape}")
     return BroadcastTo.apply(x, shape=shape)
 
 
