@@ -219,7 +219,9 @@ def backward_from(roots, root_grads, retain_graph=False, create_graph=False, inp
     # their ids stay unique: a leaf whose gradient is one of them gets its own copy, so that no two
     # .grad attributes (or a .grad and a caller's array) ever share memory.
     handed = {id(g.data): g.data for g in root_grads}
-    with set_grad_enabled(create_graph):
+    prev_mode = _state["grad_enabled"]
+    _state["grad_enabled"] = create_graph
+    try:
         for t in order:
             g = grads.pop(id(t), None)
             if g is None:
@@ -239,7 +241,7 @@ def backward_from(roots, root_grads, retain_graph=False, create_graph=False, inp
                     "tensors after they were freed); pass retain_graph=True to backward() or "
                     "grad() the first time if you need to backward through it again")
             in_grads = fn.backward(g)
-            if not isinstance(in_grads, tuple):
+            if type(in_grads) is not tuple:
                 in_grads = (in_grads,)
             if len(in_grads) != len(fn.inputs):
                 raise RuntimeError(f"{type(fn).__name__}.backward returned {len(in_grads)} "
@@ -247,11 +249,16 @@ def backward_from(roots, root_grads, retain_graph=False, create_graph=False, inp
             for i, (inp, gi) in enumerate(zip(fn.inputs, in_grads)):
                 if gi is None or not inp.requires_grad:
                     continue
-                gi = _conform(gi, inp, fn, i)
+                if not isinstance(gi, Tensor) or gi.data.shape != inp.data.shape or \
+                        gi.data.dtype != inp.data.dtype:
+                    gi = _conform(gi, inp, fn, i)
                 key = id(inp)
-                grads[key] = grads[key] + gi if key in grads else gi
+                acc = grads.get(key)
+                grads[key] = gi if acc is None else acc + gi
             if not retain_graph:
                 fn._release()
+    finally:
+        _state["grad_enabled"] = prev_mode
     if wanted is None:
         return None
     result = []

@@ -38,14 +38,29 @@ class Permute(Function):
 
 
 class BroadcastTo(Function):
-    is_view = True
+    """Broadcast to ``shape``: a read-only view, or -- for small results, where NumPy's view
+    machinery costs more than the copy -- a fresh array."""
 
     def forward(self, x, shape):
         self.in_shape = x.shape
+        if _prod(shape) <= _SMALL_BROADCAST:
+            out = get_array_module(x).empty(shape, dtype=x.dtype)
+            out[...] = x
+            return out
         return np.broadcast_to(x, shape)
 
     def backward(self, g):
         return sum_to(g, self.in_shape)
+
+
+_SMALL_BROADCAST = 1 << 16  # elements
+
+
+def _prod(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
 
 
 class SumTo(Function):
