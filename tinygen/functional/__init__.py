@@ -7,7 +7,10 @@ One :class:`~tinygen.autograd.Function` per primitive, forward and backward side
 * :mod:`.shape`       -- reshape, permute, broadcast, indexing, cat/stack/split, pad, flip
 * :mod:`.linalg`      -- matmul, linear, dropout, batch_norm
 * :mod:`.loss`        -- the losses
+* :mod:`.conv`        -- conv1d/conv2d and their transposes
 """
+from .conv import *  # noqa: F401,F403
+from .conv import __all__ as _c
 from .elementwise import *  # noqa: F401,F403
 from .elementwise import __all__ as _e
 from .linalg import *  # noqa: F401,F403
@@ -20,4 +23,4 @@ from .shape import *  # noqa: F401,F403
 from .shape import __all__ as _s
 from .shape import _index_arrays  # noqa: F401  (used by Tensor.__setitem__)
 
-__all__ = _e + _l + _o + _r + _s
+__all__ = _c + _e + _l + _o + _r + _s
