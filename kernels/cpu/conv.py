@@ -14,7 +14,9 @@ of materializing ``N * C*kh*kw * OH*OW`` elements at once.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from ..geometry import AxisGeometry
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_transpose_forward", "conv2d_weight"]
 
@@ -38,7 +40,7 @@ def _valid_range(n_out, stride, offset, size):
     return lo, hi
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def im2col(x, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow, cols):
     """Unfold windows of ``x`` into columns.
 
@@ -47,7 +49,7 @@ def im2col(x, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow, cols):
     (0 where the index falls outside the input).
     """
     n_batch, n_chan, height, width = x.shape
-    for nc in prange(n_batch * n_chan):
+    for nc in range(n_batch * n_chan):
         n = nc // n_chan
         c = nc % n_chan
         for i in range(kh):
@@ -71,7 +73,7 @@ def im2col(x, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow, cols):
                         cols[n, row, base + xo] = 0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def col2im(cols, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow, out):
     """Fold columns back, summing overlapping windows (the adjoint of :func:`im2col`).
 
@@ -79,7 +81,7 @@ def col2im(cols, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow, out):
     thread in a fixed order, so the result is deterministic.
     """
     n_batch, n_chan, height, width = out.shape
-    for nc in prange(n_batch * n_chan):
+    for nc in range(n_batch * n_chan):
         n = nc // n_chan
         c = nc % n_chan
         for yy in range(height):
@@ -98,6 +100,73 @@ def col2im(cols, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow, out):
                         out[n, c, hin, xo * sw + win0] += cols[n, row, base + xo]
 
 
+@njit(cache=True)
+def unfold_rows(x, kw, sw, dw, pw, ph, rows, ow, out):
+    """Unfold only along the width (row-shift layout for convolutions with vertical stride 1).
+
+    x: (N, C, H, W); out: (C, kw, rows, N, ow) with
+    out[c, j, h, n, o] = x[n, c, h - ph, o*sw + j*dw - pw]  (0 outside the input).
+    A window row i of output row y then is the contiguous column range starting at
+    (y + i*dh) * N * ow of out viewed as (C*kw, rows*N*ow).
+    """
+    n_batch, n_chan, height, width = x.shape
+    for cj in range(n_chan * kw):
+        c = cj // kw
+        j = cj % kw
+        xlo, xhi = _valid_range(ow, sw, j * dw - pw, width)
+        win0 = j * dw - pw
+        for h in range(rows):
+            hin = h - ph
+            for n in range(n_batch):
+                if hin < 0 or hin >= height:
+                    for o in range(ow):
+                        out[c, j, h, n, o] = 0
+                    continue
+                for o in range(xlo):
+                    out[c, j, h, n, o] = 0
+                if sw == 1:  # contiguous run: a vectorized copy
+                    out[c, j, h, n, xlo:xhi] = x[n, c, hin, xlo + win0:xhi + win0]
+                else:
+                    for o in range(xlo, xhi):
+                        out[c, j, h, n, o] = x[n, c, hin, o * sw + win0]
+                for o in range(xhi, ow):
+                    out[c, j, h, n, o] = 0
+
+
+@njit(cache=True)
+def shift_sum(z, dh, oh, out):
+    """Sum the kernel rows of a stacked product into NCHW.
+
+    z: (G, kh, Og, rows, N, ow); out: (N, G*Og, oh, ow) with
+    out[n, g*Og + o, y, x] = sum_i z[g, i, o, y + i*dh, n, x].
+    """
+    n_groups, kh, og, rows, n_batch, ow = z.shape
+    for go in range(n_groups * og):
+        g = go // og
+        o = go % og
+        for i in range(kh):  # z is read in memory order: rows, then batch, then width
+            for y in range(oh):
+                r = y + i * dh
+                for n in range(n_batch):
+                    if i == 0:
+                        for x in range(ow):
+                            out[n, go, y, x] = z[g, 0, o, r, n, x]
+                    else:
+                        for x in range(ow):
+                            out[n, go, y, x] += z[g, i, o, r, n, x]
+
+
+@njit(cache=True)
+def to_rows_layout(y, out):
+    """(N, C, H, W) -> (C, H, N, W): the batch folded next to the width for row-shift GEMMs."""
+    n_batch, n_chan, height, width = y.shape
+    for c in range(n_chan):
+        for h in range(height):
+            for n in range(n_batch):
+                for x in range(width):
+                    out[c, h, n, x] = y[n, c, h, x]
+
+
 def _args(geom):
     gh, gw = geom
     return (gh.kernel, gw.kernel, gh.stride, gw.stride, gh.dilation, gw.dilation,
@@ -108,8 +177,59 @@ def _chunk(n_batch, per_sample_elems, itemsize):
     return int(max(1, min(n_batch, _CHUNK_BYTES // max(1, per_sample_elems * itemsize))))
 
 
-def conv2d_forward(x, w, geom, groups):
-    """y = conv(x, w).  x: (N, C, H, W), w: (O, C/groups, kh, kw) -> y: (N, O, OH, OW)."""
+def _buffer(shape_fn, step, dtype):
+    """A flat buffer big enough for ``shape_fn(step)``; views of it serve smaller chunks."""
+    return np.empty(int(np.prod(shape_fn(step))), dtype=dtype)
+
+
+def _view(buf, shape):
+    return buf[:int(np.prod(shape))].reshape(shape)
+
+
+def _stacked_weight(w, groups, kh, kw):
+    """(O, Cg, kh, kw) -> (G, kh*Og, Cg*kw) with [g, i*Og + o, c*kw + j] = w[g*Og + o, c, i, j]."""
+    n_out, cg = w.shape[:2]
+    og = n_out // groups
+    return np.ascontiguousarray(
+        w.reshape(groups, og, cg, kh, kw).transpose(0, 3, 1, 2, 4)).reshape(groups, kh * og,
+                                                                            cg * kw)
+
+
+def _conv_rows(x, w, geom, groups):
+    """Convolution with vertical stride 1 by the row-shift method.
+
+    The input is unfolded along the width only (kw copies instead of kh*kw), one GEMM per group
+    multiplies it by all kernel rows at once, and :func:`shift_sum` adds the kernel rows, each
+    shifted by its row offset, into the NCHW output.
+    """
+    n_batch, n_chan = x.shape[:2]
+    n_out = w.shape[0]
+    gh, gw = geom
+    kh, kw = gh.kernel, gw.kernel
+    oh, ow = gh.size_out, gw.size_out
+    rows = oh + gh.dilation * (kh - 1)  # input rows (padding included) that the outputs read
+    cg, og = n_chan // groups, n_out // groups
+    x = np.ascontiguousarray(x)
+    ws = _stacked_weight(np.ascontiguousarray(w), groups, kh, kw)
+    y = np.empty((n_batch, n_out, oh, ow), dtype=x.dtype)
+    per_sample = (n_chan * kw + groups * kh * og) * rows * ow
+    step = _chunk(n_batch, per_sample, x.itemsize)
+    xu_buf = _buffer(lambda nb: (n_chan, kw, rows, nb, ow), step, x.dtype)
+    z_buf = _buffer(lambda nb: (groups, kh, og, rows, nb, ow), step, x.dtype)
+    for n0 in range(0, n_batch, step):
+        nb = min(step, n_batch - n0)
+        xu = _view(xu_buf, (n_chan, kw, rows, nb, ow))
+        z = _view(z_buf, (groups, kh, og, rows, nb, ow))
+        unfold_rows(x[n0:n0 + nb], kw, gw.stride, gw.dilation, gw.pad_lo, gh.pad_lo, rows, ow,
+                    xu)
+        np.matmul(ws, xu.reshape(groups, cg * kw, rows * nb * ow),
+                  out=z.reshape(groups, kh * og, rows * nb * ow))
+        shift_sum(z, gh.dilation, oh, y[n0:n0 + nb])
+    return y
+
+
+def _conv_im2col(x, w, geom, groups):
+    """Convolution by full im2col and one GEMM per sample and group (any stride)."""
     n_batch, n_chan = x.shape[:2]
     n_out = w.shape[0]
     gh, gw = geom
@@ -131,12 +251,36 @@ def conv2d_forward(x, w, geom, groups):
     return y.reshape(n_batch, n_out, oh, ow)
 
 
+def conv2d_forward(x, w, geom, groups):
+    """y = conv(x, w).  x: (N, C, H, W), w: (O, C/groups, kh, kw) -> y: (N, O, OH, OW)."""
+    if geom[0].stride == 1:
+        return _conv_rows(x, w, geom, groups)
+    return _conv_im2col(x, w, geom, groups)
+
+
+def _flipped_transposed_weight(w, groups):
+    """(O, Cg, kh, kw) -> (C, Og, kh, kw) with [g*Cg + c, o, i, j] = w[g*Og + o, c, -1-i, -1-j]."""
+    n_out, cg, kh, kw = w.shape
+    og = n_out // groups
+    wt = w.reshape(groups, og, cg, kh, kw)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(wt).reshape(groups * cg, og, kh, kw)
+
+
 def conv2d_transpose_forward(y, w, geom, groups):
     """x = conv^T(y, w), the adjoint of :func:`conv2d_forward` in its first argument.
 
     y: (N, O, OH, OW) with OH, OW the geometry's ``size_out``; w: (O, C/groups, kh, kw)
     -> x: (N, C, H, W) with H, W the geometry's ``size_in``.
+
+    With stride 1 the adjoint is itself a convolution, with the kernel flipped, its channel axes
+    swapped and padding ``dilation*(k-1) - pad_lo``; it then runs on the row-shift path.
     """
+    if all(a.stride == 1 for a in geom):
+        flipped = tuple(AxisGeometry(a.size_out, a.kernel, 1, a.dilation,
+                                     a.dilation * (a.kernel - 1) - a.pad_lo, a.size_in)
+                        for a in geom)
+        return _conv_rows(y, _flipped_transposed_weight(np.ascontiguousarray(w), groups),
+                          flipped, groups)
     n_batch, n_out = y.shape[:2]
     gh, gw = geom
     cg = w.shape[1]
@@ -160,11 +304,49 @@ def conv2d_transpose_forward(y, w, geom, groups):
     return x
 
 
+def _weight_rows(x, gy, geom, groups, weight_shape):
+    """dL/dw for vertical stride 1: GEMMs of dL/dy (rows layout) against width-unfolded x."""
+    n_batch, n_chan = x.shape[:2]
+    n_out = gy.shape[1]
+    gh, gw = geom
+    kh, kw, dh = gh.kernel, gw.kernel, gh.dilation
+    oh, ow = gh.size_out, gw.size_out
+    rows = oh + dh * (kh - 1)
+    cg, og = n_chan // groups, n_out // groups
+    x = np.ascontiguousarray(x)
+    gy = np.ascontiguousarray(gy)
+    dtype = np.result_type(x.dtype, gy.dtype)
+    dws = np.zeros((groups, kh, og, cg * kw), dtype=dtype)  # dws[g, i, o, c*kw + j]
+    per_sample = n_chan * kw * rows * ow + n_out * oh * ow
+    step = _chunk(n_batch, per_sample, x.itemsize)
+    xu_buf = _buffer(lambda nb: (n_chan, kw, rows, nb, ow), step, x.dtype)
+    gr_buf = _buffer(lambda nb: (n_out, oh, nb, ow), step, gy.dtype)
+    for n0 in range(0, n_batch, step):
+        nb = min(step, n_batch - n0)
+        xu = _view(xu_buf, (n_chan, kw, rows, nb, ow))
+        gr = _view(gr_buf, (n_out, oh, nb, ow))
+        unfold_rows(x[n0:n0 + nb], kw, gw.stride, gw.dilation, gw.pad_lo, gh.pad_lo, rows, ow,
+                    xu)
+        to_rows_layout(gy[n0:n0 + nb], gr)
+        span = nb * ow  # one input row of the unfolded layout
+        xu_g = xu.reshape(groups, cg * kw, rows * span)
+        gr_g = gr.reshape(groups, og, oh * span)
+        for g in range(groups):
+            for i in range(kh):
+                cols = xu_g[g, :, i * dh * span:(i * dh + oh) * span]  # (Cg*kw, oh*nb*ow)
+                dws[g, i] += gr_g[g] @ cols.T
+    # dws[g, i, o, c, j] -> dw[g*Og + o, c, i, j]
+    return np.ascontiguousarray(
+        dws.reshape(groups, kh, og, cg, kw).transpose(0, 2, 3, 1, 4)).reshape(weight_shape)
+
+
 def conv2d_weight(x, gy, geom, groups, weight_shape):
     """dL/dw of y = conv(x, w) given gy = dL/dy.
 
     x: (N, C, H, W), gy: (N, O, OH, OW) -> (O, C/groups, kh, kw).
     """
+    if geom[0].stride == 1:
+        return _weight_rows(x, gy, geom, groups, weight_shape)
     n_batch, n_chan = x.shape[:2]
     n_out = gy.shape[1]
     gh, gw = geom
