@@ -24,76 +24,92 @@ __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_transpose_forward", "co
 _CHUNK_BYTES = 4 << 20
 
 
-@njit(cache=True, inline="always")
-def _valid_range(n_out, stride, offset, size):
-    """[lo, hi) of output positions o with 0 <= o*stride + offset < size."""
-    lo = 0
-    if offset < 0:
-        lo = (-offset + stride - 1) // stride
-    hi = 0
-    if size - 1 - offset >= 0:
-        hi = (size - 1 - offset) // stride + 1
-    if hi > n_out:
-        hi = n_out
-    if lo > hi:
-        lo = hi
-    return lo, hi
+def _border(geom, height, width):
+    """Zeros needed (top, bottom, left, right) around an input of ``height`` x ``width`` so that
+    every position a window reads lies inside."""
+    def axis(a, size):
+        last = (a.size_out - 1) * a.stride + a.dilation * (a.kernel - 1) - a.pad_lo
+        return max(a.pad_lo, 0), max(0, last - size + 1)
+
+    return axis(geom[0], height) + axis(geom[1], width)
 
 
-@njit(cache=True)
-def im2col(x, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow, cols):
-    """Unfold windows of ``x`` into columns, the batch folded into the column index.
+def padded_input(x, geom):
+    """``x`` inside the zero border its windows read, and the offsets of x's origin in it.
 
-    x: (N, C, H, W); cols (out): (C*kh*kw, N, oh*ow) with
-    cols[(c*kh + i)*kw + j, n, y*ow + x'] = x[n, c, y*sh + i*dh - ph, x'*sw + j*dw - pw]
-    (0 where the index falls outside the input).
+    Returns ``(xp, off_h, off_w)``, xp C-contiguous, such that the convolution input position
+    (r, s) -- r = y*stride + i*dilation - pad_lo, negative or past the end in the padding -- is
+    xp[n, c, r + off_h, s + off_w] for every position any window reads. No copy when no border
+    is needed.
     """
     n_batch, n_chan, height, width = x.shape
-    for c in range(n_chan):
-        for i in range(kh):
-            ylo, yhi = _valid_range(oh, sh, i * dh - ph, height)
-            for j in range(kw):
-                row = (c * kh + i) * kw + j
-                xlo, xhi = _valid_range(ow, sw, j * dw - pw, width)
-                win0 = j * dw - pw
-                for n in range(n_batch):
-                    for y in range(oh):
-                        base = y * ow
-                        if y < ylo or y >= yhi:
-                            for xo in range(ow):
-                                cols[row, n, base + xo] = 0
-                            continue
-                        hin = y * sh + i * dh - ph
-                        for xo in range(xlo):
-                            cols[row, n, base + xo] = 0
-                        for xo in range(xlo, xhi):
-                            cols[row, n, base + xo] = x[n, c, hin, xo * sw + win0]
-                        for xo in range(xhi, ow):
-                            cols[row, n, base + xo] = 0
+    top, bottom, left, right = _border(geom, height, width)
+    if top == bottom == left == right == 0:
+        return np.ascontiguousarray(x), 0, 0
+    xp = np.zeros((n_batch, n_chan, height + top + bottom, width + left + right), dtype=x.dtype)
+    xp[:, :, top:top + height, left:left + width] = x
+    return xp, top, left
+
+
+def _im2col_table(geom, off_h, off_w, plane_width):
+    gh, gw = geom
+    return window_offsets(gh.kernel, gw.kernel, gh.stride, gw.stride, gh.dilation, gw.dilation,
+                          off_h - gh.pad_lo, off_w - gw.pad_lo, gh.size_out, gw.size_out,
+                          plane_width)
 
 
 @njit(cache=True)
-def col2im(cols, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow, out):
-    """Fold columns back, summing overlapping windows (the adjoint of :func:`im2col`).
+def window_offsets(kh, kw, sh, sw, dh, dw, row0, col0, oh, ow, wp):
+    """Flat offsets into a padded plane of width ``wp``: table (kh*kw, oh*ow) with
+    table[i*kw + j, y*ow + x] = (y*sh + i*dh + row0) * wp + x*sw + j*dw + col0."""
+    table = np.empty((kh * kw, oh * ow), dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            for y in range(oh):
+                for xo in range(ow):
+                    table[i * kw + j, y * ow + xo] = ((y * sh + i * dh + row0) * wp
+                                                      + xo * sw + j * dw + col0)
+    return table
 
-    cols: (C*kh*kw, N, oh*ow); out (overwritten): (N, C, H, W). Sums run in a fixed order, so
+
+@njit(cache=True)
+def im2col(xp, table, cols):
+    """Gather windows into columns, the batch folded into the column index.
+
+    xp: padded input (N, C, Hp, Wp), C-contiguous (see :func:`padded_input`); table: (kk, P)
+    from :func:`window_offsets`; cols (out): (C*kk, N, P) with
+    cols[c*kk + k, n, q] = xp[n, c].flat[table[k, q]].
+    """
+    n_batch, n_chan = xp.shape[:2]
+    kk, p = table.shape
+    for c in range(n_chan):
+        for n in range(n_batch):
+            plane = xp[n, c].ravel()
+            for k in range(kk):
+                dst = cols[c * kk + k, n]
+                src = table[k]
+                for q in range(p):
+                    dst[q] = plane[src[q]]
+
+
+@njit(cache=True)
+def col2im(cols, table, xp):
+    """Scatter-add columns back into a zeroed padded image (the adjoint of :func:`im2col`).
+
+    cols: (C*kk, N, P); xp (out, overwritten): (N, C, Hp, Wp). Sums run in a fixed order, so
     the result is deterministic.
     """
-    n_batch, n_chan, height, width = out.shape
-    out[...] = 0
+    n_batch, n_chan = xp.shape[:2]
+    kk, p = table.shape
+    xp[...] = 0
     for c in range(n_chan):
-        for i in range(kh):
-            ylo, yhi = _valid_range(oh, sh, i * dh - ph, height)
-            for j in range(kw):
-                row = (c * kh + i) * kw + j
-                xlo, xhi = _valid_range(ow, sw, j * dw - pw, width)
-                win0 = j * dw - pw
-                for n in range(n_batch):
-                    for y in range(ylo, yhi):
-                        hin = y * sh + i * dh - ph
-                        base = y * ow
-                        for xo in range(xlo, xhi):
-                            out[n, c, hin, xo * sw + win0] += cols[row, n, base + xo]
+        for n in range(n_batch):
+            plane = xp[n, c].ravel()
+            for k in range(kk):
+                src = cols[c * kk + k, n]
+                dst = table[k]
+                for q in range(p):
+                    plane[dst[q]] += src[q]
 
 
 @njit(cache=True)
@@ -115,36 +131,27 @@ def channels_to_batch(y, out):
 
 
 @njit(cache=True)
-def unfold_rows(x, kw, sw, dw, pw, ph, rows, ow, out):
+def unfold_rows(xp, kw, sw, dw, row0, col0, rows, ow, out):
     """Unfold only along the width (row-shift layout for convolutions with vertical stride 1).
 
-    x: (N, C, H, W); out: (N, C, kw, rows, ow) with
-    out[n, c, j, h, o] = x[n, c, h - ph, o*sw + j*dw - pw]  (0 outside the input).
-    Kernel row i of output row y is then the contiguous column range starting at (y + i*dh)*ow
-    of out[n] viewed as (C*kw, rows*ow).
+    xp: padded input (N, C, Hp, Wp) (see :func:`padded_input`); out: (N, C, kw, rows, ow) with
+    out[n, c, j, h, o] = xp[n, c, h + row0, o*sw + j*dw + col0].
+    Kernel row i of output row y is then the contiguous column range starting at
+    (y + i*dh)*ow of out[n] viewed as (C*kw, rows*ow).
     """
-    n_batch, n_chan, height, width = x.shape
+    n_batch, n_chan = xp.shape[:2]
     for n in range(n_batch):
         for c in range(n_chan):
             for j in range(kw):
-                xlo, xhi = _valid_range(ow, sw, j * dw - pw, width)
-                win0 = j * dw - pw
+                start = j * dw + col0
                 for h in range(rows):
-                    hin = h - ph
-                    if hin < 0 or hin >= height:
-                        for o in range(ow):
-                            out[n, c, j, h, o] = 0
-                        continue
-                    for o in range(xlo):
-                        out[n, c, j, h, o] = 0
-                    if sw == 1:
-                        for o in range(xlo, xhi):
-                            out[n, c, j, h, o] = x[n, c, hin, o + win0]
+                    src = xp[n, c, h + row0]
+                    dst = out[n, c, j, h]
+                    if sw == 1:  # a contiguous run
+                        dst[:] = src[start:start + ow]
                     else:
-                        for o in range(xlo, xhi):
-                            out[n, c, j, h, o] = x[n, c, hin, o * sw + win0]
-                    for o in range(xhi, ow):
-                        out[n, c, j, h, o] = 0
+                        for o in range(ow):
+                            dst[o] = src[o * sw + start]
 
 
 @njit(cache=True)
@@ -167,12 +174,6 @@ def shift_sum(z, dh, oh, out):
                         r = y + i * dh
                         for x in range(ow):
                             out[n, go, y, x] += z[n, g, i, o, r, x]
-
-
-def _args(geom):
-    gh, gw = geom
-    return (gh.kernel, gw.kernel, gh.stride, gw.stride, gh.dilation, gw.dilation,
-            gh.pad_lo, gw.pad_lo, gh.size_out, gw.size_out)
 
 
 def _chunk(n_batch, per_sample_elems, itemsize):
@@ -202,7 +203,8 @@ def _conv_rows(x, w, geom, groups):
     oh, ow = gh.size_out, gw.size_out
     rows = oh + gh.dilation * (kh - 1)  # input rows (padding included) that the outputs read
     cg, og = n_chan // groups, n_out // groups
-    x = np.ascontiguousarray(x)
+    xp, off_h, off_w = padded_input(x, geom)
+    row0, col0 = off_h - gh.pad_lo, off_w - gw.pad_lo
     ws = _stacked_weight(np.ascontiguousarray(w), groups, kh, kw)
     y = np.empty((n_batch, n_out, oh, ow), dtype=x.dtype)
     per_sample = (n_chan * kw + groups * kh * og) * rows * ow
@@ -211,8 +213,7 @@ def _conv_rows(x, w, geom, groups):
     z = np.empty((step, groups, kh, og, rows, ow), dtype=x.dtype)
     for n0 in range(0, n_batch, step):
         nb = min(step, n_batch - n0)
-        unfold_rows(x[n0:n0 + nb], kw, gw.stride, gw.dilation, gw.pad_lo, gh.pad_lo, rows, ow,
-                    xu[:nb])
+        unfold_rows(xp[n0:n0 + nb], kw, gw.stride, gw.dilation, row0, col0, rows, ow, xu[:nb])
         # (G, kh*Og, Cg*kw) @ (nb, G, Cg*kw, rows*ow) -> (nb, G, kh*Og, rows*ow)
         np.matmul(ws, xu[:nb].reshape(nb, groups, cg * kw, rows * ow),
                   out=z[:nb].reshape(nb, groups, kh * og, rows * ow))
@@ -228,7 +229,8 @@ def _conv_im2col(x, w, geom, groups):
     p = gh.size_out * gw.size_out
     kk = gh.kernel * gw.kernel
     cg, og = n_chan // groups, n_out // groups
-    x = np.ascontiguousarray(x)
+    xp, off_h, off_w = padded_input(x, geom)
+    table = _im2col_table(geom, off_h, off_w, xp.shape[3])
     w_mat = np.ascontiguousarray(w).reshape(groups, og, cg * kk)  # (G, Og, Cg*kh*kw)
     y = np.empty((n_batch, n_out, p), dtype=x.dtype)
     step = _chunk(n_batch, (n_chan * kk + n_out) * p, x.itemsize)
@@ -237,7 +239,7 @@ def _conv_im2col(x, w, geom, groups):
     for n0 in range(0, n_batch, step):
         nb = min(step, n_batch - n0)
         c = cols[:n_chan * kk * nb * p].reshape(n_chan * kk, nb, p)
-        im2col(x[n0:n0 + nb], *_args(geom), c)
+        im2col(xp[n0:n0 + nb], table, c)
         yc = prod[:n_out * nb * p].reshape(n_out, nb, p)
         # (G, Og, Cg*kk) @ (G, Cg*kk, nb*P) -> (G, Og, nb*P)
         np.matmul(w_mat, c.reshape(groups, cg * kk, nb * p),
@@ -246,9 +248,15 @@ def _conv_im2col(x, w, geom, groups):
     return y.reshape(n_batch, n_out, gh.size_out, gw.size_out)
 
 
+def _use_rows(geom, n_chan, groups):
+    """Row-shift path: vertical stride 1 and a GEMM inner dimension (C/groups * kw) large enough
+    to keep BLAS efficient; otherwise full im2col (measured on the conv autoencoder's layers)."""
+    return geom[0].stride == 1 and (n_chan // groups) * geom[1].kernel >= 32
+
+
 def conv2d_forward(x, w, geom, groups):
     """y = conv(x, w).  x: (N, C, H, W), w: (O, C/groups, kh, kw) -> y: (N, O, OH, OW)."""
-    if geom[0].stride == 1:
+    if _use_rows(geom, x.shape[1], groups):
         return _conv_rows(x, w, geom, groups)
     return _conv_im2col(x, w, geom, groups)
 
@@ -277,7 +285,8 @@ def conv2d_transpose_forward(y, w, geom, groups):
     rows = gh.size_in + gh.dilation * (gh.kernel - 1)
     rows_cost = (n_out * gw.kernel + gh.kernel * n_chan) * rows * gw.size_in
     col2im_cost = 2 * n_chan * gh.kernel * gw.kernel * gh.size_out * gw.size_out
-    if all(a.stride == 1 for a in geom) and rows_cost <= col2im_cost:
+    if all(a.stride == 1 for a in geom) and rows_cost <= col2im_cost and \
+            _use_rows(geom, n_out, groups):
         flipped = tuple(AxisGeometry(a.size_out, a.kernel, 1, a.dilation,
                                      a.dilation * (a.kernel - 1) - a.pad_lo, a.size_in)
                         for a in geom)
@@ -299,17 +308,23 @@ def _conv_transpose_col2im(y, w, geom, groups):
     # w^T per group: (G, Cg*kk, Og)
     wt = np.ascontiguousarray(
         np.ascontiguousarray(w).reshape(groups, og, cg * kk).transpose(0, 2, 1))
-    x = np.empty((n_batch, n_chan, gh.size_in, gw.size_in), dtype=y.dtype)
+    height, width = gh.size_in, gw.size_in
+    x = np.empty((n_batch, n_chan, height, width), dtype=y.dtype)
+    top, bottom, left, right = _border(geom, height, width)
+    hp, wp = height + top + bottom, width + left + right
+    table = _im2col_table(geom, top, left, wp)
     step = _chunk(n_batch, (n_chan * kk + n_out) * p, y.itemsize)
     cols = np.empty(n_chan * kk * step * p, dtype=y.dtype)
     yt = np.empty(n_out * step * p, dtype=y.dtype)
+    xp = np.empty((step, n_chan, hp, wp), dtype=y.dtype)
     for n0 in range(0, n_batch, step):
         nb = min(step, n_batch - n0)
         yc = yt[:n_out * nb * p].reshape(n_out, nb, p)
         batch_to_channels(y[n0:n0 + nb], yc)
         c = cols[:n_chan * kk * nb * p].reshape(n_chan * kk, nb, p)
         np.matmul(wt, yc.reshape(groups, og, nb * p), out=c.reshape(groups, cg * kk, nb * p))
-        col2im(c, *_args(geom), x[n0:n0 + nb])
+        col2im(c, table, xp[:nb])
+        x[n0:n0 + nb] = xp[:nb, :, top:top + height, left:left + width]
     return x
 
 
@@ -322,7 +337,8 @@ def _weight_rows(x, gy, geom, groups, weight_shape):
     oh, ow = gh.size_out, gw.size_out
     rows = oh + dh * (kh - 1)
     cg, og = n_chan // groups, n_out // groups
-    x = np.ascontiguousarray(x)
+    xp, off_h, off_w = padded_input(x, geom)
+    row0, col0 = off_h - gh.pad_lo, off_w - gw.pad_lo
     gy = np.ascontiguousarray(gy)
     dtype = np.result_type(x.dtype, gy.dtype)
     dws = np.zeros((groups, kh, og, cg * kw), dtype=dtype)  # dws[g, i, o, c*kw + j]
@@ -331,8 +347,7 @@ def _weight_rows(x, gy, geom, groups, weight_shape):
     gy = gy.reshape(n_batch, groups, og, oh * ow)
     for n0 in range(0, n_batch, step):
         nb = min(step, n_batch - n0)
-        unfold_rows(x[n0:n0 + nb], kw, gw.stride, gw.dilation, gw.pad_lo, gh.pad_lo, rows, ow,
-                    xu[:nb])
+        unfold_rows(xp[n0:n0 + nb], kw, gw.stride, gw.dilation, row0, col0, rows, ow, xu[:nb])
         xu_g = xu[:nb].reshape(nb, groups, cg * kw, rows * ow)
         for i in range(kh):
             cols = xu_g[:, :, :, i * dh * ow:(i * dh + oh) * ow]  # (nb, G, Cg*kw, oh*ow)
@@ -348,7 +363,7 @@ def conv2d_weight(x, gy, geom, groups, weight_shape):
 
     x: (N, C, H, W), gy: (N, O, OH, OW) -> (O, C/groups, kh, kw).
     """
-    if geom[0].stride == 1:
+    if _use_rows(geom, x.shape[1], groups):
         return _weight_rows(x, gy, geom, groups, weight_shape)
     n_batch, n_chan = x.shape[:2]
     n_out = gy.shape[1]
@@ -356,7 +371,8 @@ def conv2d_weight(x, gy, geom, groups, weight_shape):
     kk = gh.kernel * gw.kernel
     p = gh.size_out * gw.size_out
     cg, og = n_chan // groups, n_out // groups
-    x = np.ascontiguousarray(x)
+    xp, off_h, off_w = padded_input(x, geom)
+    table = _im2col_table(geom, off_h, off_w, xp.shape[3])
     gy = np.ascontiguousarray(gy).reshape(n_batch, n_out, p)
     dtype = np.result_type(x.dtype, gy.dtype)
     dw = np.zeros((groups, og, cg * kk), dtype=dtype)
@@ -366,7 +382,7 @@ def conv2d_weight(x, gy, geom, groups, weight_shape):
     for n0 in range(0, n_batch, step):
         nb = min(step, n_batch - n0)
         c = cols[:n_chan * kk * nb * p].reshape(n_chan * kk, nb, p)
-        im2col(x[n0:n0 + nb], *_args(geom), c)
+        im2col(xp[n0:n0 + nb], table, c)
         gc = gt[:n_out * nb * p].reshape(n_out, nb, p)
         batch_to_channels(gy[n0:n0 + nb], gc)
         # dw_g += gy_g (Og, nb*P) @ cols_g^T (nb*P, Cg*kk)
