@@ -249,9 +249,12 @@ def _conv_im2col(x, w, geom, groups):
 
 
 def _use_rows(geom, n_chan, groups):
-    """Row-shift path: vertical stride 1 and a GEMM inner dimension (C/groups * kw) large enough
-    to keep BLAS efficient; otherwise full im2col (measured on the conv autoencoder's layers)."""
-    return geom[0].stride == 1 and (n_chan // groups) * geom[1].kernel >= 32
+    """Row-shift path: vertical stride 1 and per-sample GEMMs big enough to keep BLAS efficient
+    (inner dimension C/groups * kw >= 32 and >= 64 columns); otherwise im2col with the batch
+    folded into one GEMM (choices measured on the conv autoencoder's layers)."""
+    gh, gw = geom
+    rows = gh.size_out + gh.dilation * (gh.kernel - 1)
+    return gh.stride == 1 and (n_chan // groups) * gw.kernel >= 32 and rows * gw.size_out >= 64
 
 
 def conv2d_forward(x, w, geom, groups):
