@@ -1,0 +1,43 @@
+"""Training utilities: gradient clipping."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..tensor import Tensor
+
+__all__ = ["clip_grad_norm_"]
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False) -> Tensor:
+    """Scale the gradients of ``parameters`` so that their joint norm is at most ``max_norm``.
+
+    The total norm is taken over all gradients together as if concatenated; gradients are scaled
+    by ``max_norm / (total + 1e-6)`` when that is below 1 (PyTorch's rule). Returns the total
+    norm (before clipping) as a 0-d tensor. ``norm_type`` may be ``inf``.
+    """
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm_type = float(norm_type)
+    if not grads:
+        return Tensor._wrap(np.asarray(0.0, dtype=np.float32))
+    xp = grads[0]._xp
+    dtype = grads[0].dtype
+    if math.isinf(norm_type):
+        total = max(float(xp.abs(g.data).max()) if g.data.size else 0.0 for g in grads)
+    else:
+        total = sum(float((xp.abs(g.data.astype("float64")) ** norm_type).sum())
+                    for g in grads) ** (1.0 / norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
+                           f"gradients is non-finite ({total}); set error_if_nonfinite=False to "
+                           f"clip anyway")
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for p in parameters:
+            if p.grad is not None:  # a new array: gradients may share memory with others
+                p.grad = Tensor._wrap((p.grad.data * coef).astype(p.grad.dtype, copy=False))
+    return Tensor._wrap(xp.asarray(total, dtype=dtype))
