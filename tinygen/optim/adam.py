@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from ..kernels.cpu.optim import adam_update
 from .optimizer import Optimizer
 
 __all__ = ["Adam", "AdamW"]
@@ -46,6 +49,15 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = xp.zeros_like(p)
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], \
             group["weight_decay"]
+        if isinstance(p, np.ndarray) and p.flags.c_contiguous:  # fused Numba kernel
+            state["step"] += 1
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            vmax = state["max_exp_avg_sq"] if group["amsgrad"] else v
+            adam_update(p.reshape(-1), _flat(grad, p.dtype), m.reshape(-1), v.reshape(-1),
+                        vmax.reshape(-1), float(lr), float(beta1), float(beta2), float(eps),
+                        float(wd), self._decoupled, bool(group["amsgrad"]),
+                        bool(group["maximize"]), state["step"])
+            return
         g = -grad if group["maximize"] else grad
         if wd:
             if self._decoupled:
@@ -73,6 +85,11 @@ class Adam(Optimizer):
     def _xp_of(array):
         from ..backend import get_array_module
         return get_array_module(array)
+
+
+def _flat(grad, dtype):
+    """The gradient as a flat contiguous array of the parameter's dtype."""
+    return np.ascontiguousarray(grad, dtype=dtype).reshape(-1)
 
 
 class AdamW(Adam):

@@ -1,6 +1,9 @@
 """Stochastic gradient descent with momentum, Nesterov momentum and weight decay."""
 from __future__ import annotations
 
+import numpy as np
+
+from ..kernels.cpu.optim import sgd_update
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -31,10 +34,20 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov momentum requires a momentum and zero dampening")
 
     def _update(self, p, grad, state, group):
+        momentum = group["momentum"]
+        if isinstance(p, np.ndarray) and p.flags.c_contiguous:  # fused Numba kernel
+            first = "momentum_buffer" not in state
+            if momentum and first:
+                state["momentum_buffer"] = np.empty_like(p)
+            buf = state["momentum_buffer"] if momentum else p
+            sgd_update(p.reshape(-1), np.ascontiguousarray(grad, dtype=p.dtype).reshape(-1),
+                       buf.reshape(-1), float(group["lr"]), float(momentum),
+                       float(group["dampening"]), float(group["weight_decay"]),
+                       bool(group["nesterov"]), bool(group["maximize"]), first)
+            return
         g = -grad if group["maximize"] else grad
         if group["weight_decay"]:
             g = g + group["weight_decay"] * p
-        momentum = group["momentum"]
         if momentum:
             buf = state.get("momentum_buffer")
             if buf is None:
