@@ -54,6 +54,8 @@ class Tensor:
     def _wrap(cls, data):
         """Wrap a backing array without copying or checking (engine-internal fast path)."""
         t = object.__new__(cls)
+        if type(data) is not np.ndarray and isinstance(data, np.generic):
+            data = np.asarray(data)  # NumPy returns scalars from 0-d operations
         t.data = data
         t.grad = None
         t.requires_grad = False
