@@ -97,12 +97,14 @@ def _close(a, b, rtol, atol, what):
                              f"{b[worst] if b.ndim else b}")
 
 
-def directional_check(analytic_dot, numeric_dot, rtol, what, scale=1.0):
-    """|analytic - numeric| <= rtol * max(|analytic|, |numeric|, scale)."""
-    denom = max(abs(analytic_dot), abs(numeric_dot), scale)
-    err = abs(analytic_dot - numeric_dot) / denom
-    assert err <= rtol, (f"{what}: analytic {analytic_dot!r} vs numeric {numeric_dot!r} "
-                         f"(relative error {err:.3e} > {rtol})")
+def directional_check(analytic_dot, numeric_dot, rtol, what, atol=0.0):
+    """|analytic - numeric| <= rtol * max(|analytic|, |numeric|) + atol, where ``atol`` covers
+    the rounding noise of the finite differences."""
+    err = abs(analytic_dot - numeric_dot)
+    bound = rtol * max(abs(analytic_dot), abs(numeric_dot)) + atol
+    assert err <= bound, (f"{what}: analytic {analytic_dot!r} vs numeric {numeric_dot!r} "
+                          f"(error {err:.3e} > {bound:.3e} = rtol {rtol} * magnitude + atol "
+                          f"{atol:.1e})")
 
 
 # -- the harness -------------------------------------------------------------------------------------
@@ -155,8 +157,9 @@ def check_op(fn, inputs, *, reference=None, torch_fn=None, wrt=None, ref_rtol=1e
         return [a + t * vs[i] if i in vs else a for i, a in enumerate(inputs)]
     numeric = (_scalarize(fn, shifted(fd_eps), u) - _scalarize(fn, shifted(-fd_eps), u)) / \
         (2 * fd_eps)
-    scale = 1e-6 * (1.0 + float(np.abs(y).max(initial=0)))
-    directional_check(analytic, numeric, fd_rtol, "directional derivative", scale)
+    # rounding noise of the central difference: ~1e-16 * sum|u*y| / eps, with a 100x margin
+    noise = 1e-8 * (1.0 + float(np.sum(np.abs(u * y))))
+    directional_check(analytic, numeric, fd_rtol, "directional derivative", noise)
     # ... and element by element when the inputs are small
     if sum(inputs[i].size for i in wrt) <= full_gradient_max:
         for i, g in zip(wrt, grads):
@@ -191,8 +194,10 @@ def check_op(fn, inputs, *, reference=None, torch_fn=None, wrt=None, ref_rtol=1e
                             if h is not None)
         numeric2 = (first_order_dot(shifted(fd_eps)) - first_order_dot(shifted(-fd_eps))) / \
             (2 * fd_eps)
+        noise2 = 1e-8 * (1.0 + sum(float(np.sum(np.abs(g * ws[i])))
+                                   for i, g in zip(wrt, grads)))
         directional_check(analytic2, numeric2, so_rtol, "second-order directional derivative",
-                          1e-5 * (1.0 + abs(first_order_dot(inputs))))
+                          noise2)
 
     # 6. PyTorch oracle
     if torch is not None and torch_fn is not None:

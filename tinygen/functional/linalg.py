@@ -55,12 +55,13 @@ def matmul(a, b) -> Tensor:
         return MatMul.apply(a, b)
     a2 = a.reshape(1, ka) if a.ndim == 1 else a
     b2 = b.reshape(kb, 1) if b.ndim == 1 else b
-    out = MatMul.apply(a2, b2)
+    out = MatMul.apply(a2, b2)  # (..., n or 1, m or 1)
+    shape = out.shape
     if b.ndim == 1:
-        out = out.reshape(out.shape[:-1])
-    if a.ndim == 1:
-        out = out.reshape(out.shape[:-2] + out.shape[-1:])
-    return out
+        shape = shape[:-1]
+    if a.ndim == 1:  # the promoted row axis is now last (b 1-D) or second to last
+        shape = shape[:-1] if b.ndim == 1 else shape[:-2] + shape[-1:]
+    return out.reshape(shape)
 
 
 class Linear(Function):
