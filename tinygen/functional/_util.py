@@ -39,13 +39,23 @@ def to_operand(value, like: Tensor) -> Tensor:
                     f"array or a number)")
 
 
+def _promote_for_scalar(t: Tensor, value) -> Tensor:
+    """An integer/bool tensor meeting a float Python scalar becomes the default float dtype."""
+    if t.dtype.kind in "biu" and isinstance(value, numbers.Real) and \
+            not isinstance(value, (numbers.Integral, np.bool_)):
+        return t.to(backend.get_default_dtype())
+    return t
+
+
 def binary_operands(a, b):
     """Both operands as Tensors on one device; raises a clear error on a device mismatch."""
     if not isinstance(a, Tensor):
         if not isinstance(b, Tensor):
             raise TypeError("at least one operand must be a Tensor")
+        b = _promote_for_scalar(b, a)
         a = to_operand(a, b)
     elif not isinstance(b, Tensor):
+        a = _promote_for_scalar(a, b)
         b = to_operand(b, a)
     elif type(a.data) is not type(b.data):
         raise RuntimeError(f"operands are on different devices: {a.device} (shape "
