@@ -1,13 +1,23 @@
-"""Shape ops and indexing through the gradient-check harness."""
+"""Shape ops and indexing through the gradient-check harness: reshape/flatten/unflatten,
+squeeze/unsqueeze, permute/transpose, expand/broadcast_to/sum_to, cat/stack/split/chunk, constant
+pad (negative widths crop), flip, basic / integer-array / boolean / mixed indexing (repeated indices
+accumulate) and the scatter that is indexing's adjoint. Every one is linear: its double backward
+must be exactly zero (``second_order="zero"``)."""
 import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
 import tinygen
 from tinygen import functional as F
-from harness import arrays, check_op, shapes, torch
+from harness import arrays, check_op as _check_op, shapes, torch
 
 T = torch
+
+
+def check_op(*args, **kwargs):
+    """Shape ops are linear: their double backward must be exactly zero."""
+    kwargs.setdefault("second_order", "zero")
+    return _check_op(*args, **kwargs)
 
 
 @given(data=st.data())
@@ -24,8 +34,22 @@ def test_reshape_flatten_squeeze_unsqueeze(data):
                  torch_fn=lambda x: T.flatten(x, start, end),
                  reference=lambda x: x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:]))
     dim = data.draw(st.integers(-a.ndim - 1, a.ndim))
+    check_op(lambda x: F.unsqueeze(x, dim), [a], reference=lambda x: np.expand_dims(x, dim),
+             torch_fn=lambda x: T.unsqueeze(x, dim))
     check_op(lambda x: F.squeeze(F.unsqueeze(x, dim)), [a], reference=np.squeeze,
              torch_fn=lambda x: T.squeeze(T.unsqueeze(x, dim)))
+    if a.ndim:
+        sq = data.draw(st.integers(-a.ndim, a.ndim - 1))  # a no-op unless that axis has size 1
+        check_op(lambda x: x.squeeze(sq), [a],
+                 reference=lambda x: np.squeeze(x, sq) if x.shape[sq] == 1 else x,
+                 torch_fn=lambda x: x.squeeze(sq))
+        ax = data.draw(st.integers(0, a.ndim - 1))
+        n = a.shape[ax]
+        sizes = data.draw(st.sampled_from([(n,), (1, n), (n, 1), (-1, 1), (1, -1)]))
+        full = tuple(n if s == -1 else s for s in sizes)
+        check_op(lambda x: F.unflatten(x, ax, sizes), [a],
+                 reference=lambda x: x.reshape(x.shape[:ax] + full + x.shape[ax + 1:]),
+                 torch_fn=lambda x: T.unflatten(x, ax, sizes))
 
 
 @given(data=st.data())
@@ -49,7 +73,13 @@ def test_expand_broadcast_to(data):
              torch_fn=lambda x: x.expand(target))
     spec = tuple(lead) + (-1,) * a.ndim
     check_op(lambda x: F.expand(x, spec), [a], reference=lambda x: np.broadcast_to(
-        x, tuple(lead) + x.shape))
+        x, tuple(lead) + x.shape), torch_fn=lambda x: x.expand(spec))
+    big = data.draw(arrays(target))  # sum_to: the adjoint of broadcast_to
+    check_op(lambda x: F.sum_to(x, a.shape), [big],
+             reference=lambda x: x.sum(axis=tuple(range(len(lead)))).sum(
+                 axis=tuple(i for i, s in enumerate(a.shape) if s == 1), keepdims=True).reshape(
+                 a.shape),
+             torch_fn=lambda x: x.sum_to_size(a.shape) if a.shape else x.sum())
 
 
 @given(data=st.data())
@@ -81,12 +111,24 @@ def test_split_chunk(data):
     for k in range(len(expected)):
         check_op(lambda x, k=k: F.split(x, size, dim)[k], [a],
                  reference=lambda x, k=k: torch_like_split(x, size, dim)[k],
-                 torch_fn=lambda x, k=k: T.split(x, size, dim)[k], second_order=False)
+                 torch_fn=lambda x, k=k: T.split(x, size, dim)[k])
     chunks = data.draw(st.integers(1, 4))
-    got = [p.shape for p in F.chunk(tinygen.tensor(a), chunks, dim)]
+    pieces = F.chunk(tinygen.tensor(a), chunks, dim)
+    n = a.shape[dim]
+    step = -(-n // chunks)  # torch.chunk: pieces of ceil(n / chunks), maybe fewer pieces
+    expected = torch_like_split(a, step, dim)
+    assert [p.shape for p in pieces] == [e.shape for e in expected]
     if torch is not None:
-        assert got == [tuple(p.shape) for p in T.chunk(T.tensor(a), chunks, dim)]
-    assert sum(s[dim] for s in got) == a.shape[dim]
+        assert [p.shape for p in pieces] == [tuple(p.shape) for p in T.chunk(T.tensor(a), chunks,
+                                                                                 dim)]
+    k = data.draw(st.integers(0, len(expected) - 1))
+    check_op(lambda x: x.chunk(chunks, dim)[k], [a],
+             reference=lambda x: torch_like_split(x, step, dim)[k],
+             torch_fn=lambda x: T.chunk(x, chunks, dim)[k])
+    # all the pieces together: the gradients of every piece land in the right place
+    check_op(lambda x: F.cat([p * (i + 1.0) for i, p in enumerate(F.split(x, size, dim))], dim),
+             [a], reference=lambda x: np.concatenate(
+                 [p * (i + 1.0) for i, p in enumerate(torch_like_split(x, size, dim))], dim))
 
 
 def torch_like_split(a, size, dim):
@@ -186,6 +228,62 @@ def test_boolean_mask_indexing(data):
              torch_fn=lambda x: x[T.tensor(mask)])
 
 
+@given(data=st.data())
+def test_mixed_advanced_and_basic_indexing(data):
+    a = data.draw(arrays(data.draw(shapes(min_dims=2, max_dims=3, max_side=4))))
+    n = data.draw(st.integers(1, 5))
+    idx = np.array(data.draw(st.lists(st.integers(-a.shape[0], a.shape[0] - 1), min_size=n,
+                                      max_size=n)))
+    lo = data.draw(st.integers(0, a.shape[1] - 1))
+    for index in ((idx, slice(lo, None)), (Ellipsis, idx % a.shape[-1]),
+                  (slice(None), None, idx % a.shape[1]), (idx.reshape(-1, 1), slice(None, lo + 1))):
+        check_op(lambda x: x[index], [a], reference=lambda x: x[index],
+                 torch_fn=lambda x: x[tuple(T.tensor(i) if isinstance(i, np.ndarray) else i
+                                            for i in index)])
+    k = data.draw(st.integers(-a.shape[0], a.shape[0] - 1))
+    check_op(lambda x: x[tinygen.tensor(k)], [a], reference=lambda x: x[k],
+             torch_fn=lambda x: x[T.tensor(k)])
+    last = lo % a.shape[-1]
+    check_op(lambda x: x[..., last], [a], reference=lambda x: x[..., last],
+             torch_fn=lambda x: x[..., last])
+
+
+@given(data=st.data())
+def test_index_add_scatter_is_the_adjoint_of_indexing(data):
+    shape = data.draw(shapes(min_dims=1, max_side=4))
+    n = data.draw(st.integers(1, 6))
+    idx = np.array(data.draw(st.lists(st.integers(0, shape[0] - 1), min_size=n, max_size=n)))
+    g = data.draw(arrays((n,) + shape[1:]))
+
+    def ref(v):
+        out = np.zeros(shape)
+        for row, i in enumerate(idx):  # repeated indices add up
+            out[i] += v[row]
+        return out
+    check_op(lambda t: F.index_add_scatter(t, idx, shape), [g], reference=ref,
+             torch_fn=lambda t: T.zeros(shape, dtype=t.dtype).index_add(0, T.tensor(idx), t))
+    x = data.draw(arrays(shape))  # <scatter(g), x> == <g, x[idx]>
+    lhs = float(np.sum(F.index_add_scatter(tinygen.tensor(g), idx, shape).numpy() * x))
+    assert abs(lhs - float(np.sum(g * x[idx]))) <= 1e-12 * (1 + np.sum(np.abs(g * x[idx])))
+
+
+def test_cat_and_stack_of_one_tensor():
+    x = tinygen.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    np.testing.assert_array_equal(F.cat([x], 1).numpy(), x.numpy())
+    s = F.stack([x], -1)
+    assert s.shape == (2, 3, 1)
+    (s * 2).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 2.0))
+
+
+def test_views_share_memory_and_copies_do_not():
+    x = tinygen.tensor(np.arange(12.0).reshape(3, 4))
+    for view in (x.reshape(4, 3), x.transpose(0, 1), x[1:, ::2], x.unsqueeze(0)):
+        assert np.shares_memory(view.numpy(), x.numpy())
+    for copy in (x[np.array([0, 2])], x[x > 3], F.flip(x, 0), F.pad(x, (1, 1))):
+        assert not np.shares_memory(copy.numpy(), x.numpy())
+
+
 def test_shape_errors_name_the_shapes():
     x = tinygen.tensor(np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"\(2, 3\)"):
@@ -204,3 +302,19 @@ def test_shape_errors_name_the_shapes():
         F.pad(x, (-4, 0))
     with pytest.raises(ValueError, match="mode='constant'"):
         F.pad(x, (1, 1), mode="reflect")
+    with pytest.raises(ValueError, match="even length"):
+        F.pad(x, (1, 1, 1))
+    with pytest.raises(ValueError, match=r"stack: tensors\[1\] has shape \(3, 2\)"):
+        F.stack([x, tinygen.tensor(np.zeros((3, 2)))])
+    with pytest.raises(ValueError, match="non-empty"):
+        F.cat([])
+    with pytest.raises(ValueError, match=r"sizes \(4,\) do not multiply to 3"):
+        F.unflatten(x, 1, (4,))
+    with pytest.raises(ValueError, match="split_size must be positive"):
+        F.split(x, 0)
+    with pytest.raises(ValueError, match="chunks must be positive"):
+        F.chunk(x, 0)
+    with pytest.raises(ValueError, match=r"\(2, 3\) is not a broadcast of \(2,\)"):
+        F.sum_to(x, (2,))
+    with pytest.raises(ValueError, match="fewer axes"):
+        x.expand(3)

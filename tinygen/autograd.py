@@ -41,14 +41,26 @@ def is_grad_enabled() -> bool:
 
 
 class set_grad_enabled(contextlib.ContextDecorator):
-    """Context manager / decorator that switches gradient recording on or off."""
+    """Switch gradient recording on or off.
+
+    As in PyTorch, a plain call ``tinygen.set_grad_enabled(False)`` switches the mode at once;
+    as a context manager or decorator the previous mode comes back on exit.
+    """
 
     def __init__(self, mode: bool):
         self.mode = bool(mode)
         self.prev = []
+        if type(self) is set_grad_enabled:  # switch now; undone by __enter__/__call__ below
+            self._called_prev = _state["grad_enabled"]
+            _state["grad_enabled"] = self.mode
+
+    def __call__(self, func):
+        # used as a decorator: the switch made by __init__ must not outlive the decoration
+        _state["grad_enabled"] = self.__dict__.pop("_called_prev", _state["grad_enabled"])
+        return super().__call__(func)
 
     def __enter__(self):
-        self.prev.append(_state["grad_enabled"])
+        self.prev.append(self.__dict__.pop("_called_prev", _state["grad_enabled"]))
         _state["grad_enabled"] = self.mode
         return self
 
@@ -57,11 +69,10 @@ class set_grad_enabled(contextlib.ContextDecorator):
         return False
 
 
-class no_grad(set_grad_enabled):
-    """Disable gradient recording: ``with tinygen.no_grad(): ...`` or ``@tinygen.no_grad()``.
+class _FixedGradMode(set_grad_enabled):
+    """Base of ``no_grad``/``enable_grad``: ``with x():``, ``@x()`` and, as in PyTorch, ``@x``."""
 
-    Like PyTorch, the bare decorator form ``@tinygen.no_grad`` works as well.
-    """
+    mode_value = False
 
     def __new__(cls, func=None):
         if callable(func):  # used as ``@no_grad`` without parentheses
@@ -73,14 +84,22 @@ class no_grad(set_grad_enabled):
         return super().__new__(cls)
 
     def __init__(self, func=None):
-        super().__init__(False)
+        super().__init__(self.mode_value)
 
 
-class enable_grad(set_grad_enabled):
-    """Enable gradient recording inside a ``no_grad`` region."""
+class no_grad(_FixedGradMode):
+    """Disable gradient recording: ``with tinygen.no_grad(): ...`` or ``@tinygen.no_grad()``.
 
-    def __init__(self):
-        super().__init__(True)
+    Like PyTorch, the bare decorator form ``@tinygen.no_grad`` works as well.
+    """
+
+    mode_value = False
+
+
+class enable_grad(_FixedGradMode):
+    """Enable gradient recording inside a ``no_grad`` region (also a decorator, bare or called)."""
+
+    mode_value = True
 
 
 class Function:
@@ -273,12 +292,18 @@ def backward_from(roots, root_grads, retain_graph=False, create_graph=False, inp
 
 
 def _accumulate_leaf(t, g, create_graph, handed):
-    if not create_graph:
-        data = g.data
-        if id(data) in handed or data.base is not None:
-            data = data.copy()
-        handed[id(data)] = data
+    data = g.data
+    if id(data) in handed or data.base is not None:
+        # already some .grad, the caller's seed, or a view of something: a copy of its own
+        # (a differentiable clone when the graph of the gradient is being recorded)
+        if create_graph:
+            from .functional import clone
+            g = clone(g)
+        else:
+            g = Tensor._wrap(data.copy())
+    elif not create_graph:
         g = Tensor._wrap(data)
+    handed[id(g.data)] = g.data
     if t.grad is None:
         t.grad = g
     else:

@@ -193,14 +193,16 @@ class Tensor:
         if self._ctx is not None:
             self._retains_grad = True
 
-    def backward(self, grad=None, retain_graph=False, create_graph=False):
+    def backward(self, gradient=None, retain_graph=None, create_graph=False):
         """Accumulate the gradient of this tensor into the ``.grad`` of the leaves it depends on.
 
-        ``grad`` is required unless the tensor has exactly one element.
+        ``gradient`` (PyTorch's name) is required unless the tensor has exactly one element;
+        ``retain_graph`` defaults to ``create_graph``.
         """
         from .autograd import _seed_grad, backward_from
-        seed = _seed_grad(self, grad, "grad")
-        backward_from([self], [seed], retain_graph=retain_graph or create_graph,
+        seed = _seed_grad(self, gradient, "gradient")
+        backward_from([self], [seed],
+                      retain_graph=create_graph if retain_graph is None else retain_graph,
                       create_graph=create_graph)
 
     def to(self, *args, dtype=None, device=None) -> "Tensor":
@@ -208,6 +210,11 @@ class Tensor:
         for a in args:
             if isinstance(a, str) and (a == "cpu" or a.startswith("cuda")):
                 device = a
+            elif isinstance(a, str):
+                try:
+                    dtype = np.dtype(a)
+                except TypeError:
+                    backend.normalize_device(a)  # raises: neither a device nor a dtype
             else:
                 dtype = a
         out = self
@@ -336,7 +343,7 @@ class Tensor:
     def chunk(self, chunks, dim=0): return F.chunk(self, chunks, dim)
 
     # -- in-place ops (refused on tensors that require grad while grad mode is on) --------------
-    def _check_inplace(self, name):
+    def _check_inplace(self, name, other=None):
         from .autograd import is_grad_enabled
         if self.requires_grad and is_grad_enabled():
             kind = "a leaf tensor that requires grad" if self._ctx is None else \
@@ -344,23 +351,29 @@ class Tensor:
             raise RuntimeError(f"{name}: in-place operation on {kind} (shape "
                                f"{tuple(self.shape)}); wrap it in tinygen.no_grad() or use the "
                                f"out-of-place form")
+        if isinstance(other, Tensor) and other.requires_grad and is_grad_enabled():
+            raise RuntimeError(f"{name}: in-place operations are not differentiable, and the "
+                               f"operand (shape {tuple(other.shape)}) requires grad, so its "
+                               f"gradient would be lost; use out-of-place ops (cat, stack, where) "
+                               f"or .detach() the operand")
         if not self.data.flags.writeable:
             raise RuntimeError(f"{name}: the tensor's memory is read-only (an expanded or "
                                f"broadcast view); .clone() it first")
         self._vbox[0] += 1
 
-    def _inplace(self, name, ufunc, other):
-        self._check_inplace(name)
+    def _inplace(self, name, ufunc, other, alpha=1):
+        self._check_inplace(name, other)
         other = other.data if isinstance(other, Tensor) else other
+        if alpha != 1:
+            other = other * alpha
         ufunc(self.data, other, out=self.data, casting="same_kind")
         return self
 
     def add_(self, other, alpha=1):
-        return self._inplace("add_", self._xp.add, other if alpha == 1 else _scaled(other, alpha))
+        return self._inplace("add_", self._xp.add, other, alpha)
 
     def sub_(self, other, alpha=1):
-        return self._inplace("sub_", self._xp.subtract,
-                             other if alpha == 1 else _scaled(other, alpha))
+        return self._inplace("sub_", self._xp.subtract, other, alpha)
 
     def mul_(self, other): return self._inplace("mul_", self._xp.multiply, other)
     def div_(self, other): return self._inplace("div_", self._xp.true_divide, other)
@@ -375,13 +388,13 @@ class Tensor:
         return self
 
     def fill_(self, value):
-        self._check_inplace("fill_")
+        self._check_inplace("fill_", value)
         self.data[...] = value.data if isinstance(value, Tensor) else value
         return self
 
     def copy_(self, src):
         """Copy ``src`` (Tensor or array, broadcastable) into this tensor's memory."""
-        self._check_inplace("copy_")
+        self._check_inplace("copy_", src)
         src = src.data if isinstance(src, Tensor) else src
         if self.device == "cpu":
             src = backend.to_numpy(src)
@@ -407,13 +420,9 @@ class Tensor:
         return self
 
     def __setitem__(self, index, value):
-        self._check_inplace("__setitem__")
+        self._check_inplace("__setitem__", value)
         value = value.data if isinstance(value, Tensor) else value
         self.data[F._index_arrays(index)] = value
-
-
-def _scaled(other, alpha):
-    return (other.data if isinstance(other, Tensor) else other) * alpha
 
 
 def _shape_args(shape):
@@ -432,6 +441,8 @@ def _to_array(data, dtype, device):
     xp = backend.array_module(device)
     if isinstance(data, np.ndarray) or (backend.device_of_safe(data) == "cuda"):
         arr = data
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"tensor(): cannot make a tensor from an array of dtype {arr.dtype}")
     elif isinstance(data, np.generic):
         arr = np.asarray(data)
     else:
@@ -537,6 +548,8 @@ def randint(low, high=None, size=(), dtype=int64, device=None, generator=None) -
     """Integers drawn uniformly from ``[low, high)`` (or ``[0, low)`` when ``high`` is None)."""
     if high is None:
         low, high = 0, low
+    elif isinstance(high, (tuple, list)) and size == ():  # torch.randint(high, size)
+        low, high, size = 0, low, high
     if high <= low:
         raise ValueError(f"randint: need low < high, got low={low}, high={high}")
     gen = _resolve_generator(generator)

@@ -67,7 +67,12 @@ def normalize_axis(axis, ndim: int, name="dim"):
     """``None`` or a tuple of non-negative axes, validated against ``ndim``."""
     if axis is None:
         return None
-    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    if isinstance(axis, numbers.Integral):
+        axes = (axis,)
+    elif isinstance(axis, (tuple, list, range)):
+        axes = tuple(axis)
+    else:
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r}")
     out = []
     for ax in axes:
         if not isinstance(ax, numbers.Integral):

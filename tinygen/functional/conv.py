@@ -90,8 +90,16 @@ def _check_common(op, x, weight, bias, groups, nd):
                         f"{x.dtype} and {weight.dtype}")
     if x.device != weight.device:
         raise RuntimeError(f"{op}: input is on {x.device} but weight is on {weight.device}")
+    if any(k < 1 for k in weight.shape[2:]):
+        raise ValueError(f"{op}: weight must have a positive kernel size on every spatial axis, "
+                         f"got shape {tuple(weight.shape)}")
     if bias is not None:
         check_tensor(bias, "bias")
+        if bias.dtype != x.dtype:
+            raise TypeError(f"{op}: bias has dtype {bias.dtype} but input and weight have "
+                            f"{x.dtype}")
+        if bias.device != x.device:
+            raise RuntimeError(f"{op}: input is on {x.device} but bias is on {bias.device}")
     return x, weight
 
 

@@ -1,5 +1,7 @@
 """Losses, built from the differentiable ops (so their gradients -- and second derivatives --
-come from the ops' own backward formulas).
+come from the ops' own backward formulas). The one exception is ``binary_cross_entropy``: its
+clamped logs need PyTorch's finite gradient formula at p = 0 and p = 1, so it is a Function of its
+own (whose backward is again written with differentiable ops).
 
 Every loss takes ``reduction="mean" | "sum" | "none"``: ``"none"`` returns the per-element (or, for
 ``kl_normal_standard``, per-row) values, ``"mean"`` their average and ``"sum"`` their total.
@@ -10,9 +12,10 @@ import math
 
 import numpy as np
 
+from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_tensor
-from .elementwise import abs, clamp, exp, log, softplus
+from .elementwise import abs, clamp, exp, log, log1p, maximum, softplus
 from .reduction import log_softmax
 
 __all__ = ["mse_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
@@ -54,10 +57,36 @@ def l1_loss(input, target, reduction="mean") -> Tensor:
     return _reduce(abs(input - target), reduction, "l1_loss")
 
 
+class BinaryCrossEntropy(Function):
+    """-[t log p + (1 - t) log(1 - p)] with each log clamped at -100 (PyTorch's forward).
+
+    dL/dp = (p - t) / max(p (1 - p), 1e-12): PyTorch's formula, the exact derivative wherever
+    p (1 - p) > 1e-12 and finite at p = 0 or 1 (the clamped logs alone would give 0 * inf = nan
+    there, e.g. for a float32 sigmoid that saturates). dL/dt = log(1 - p) - log(p), clamped.
+    """
+
+    def forward(self, p, t):
+        with np.errstate(divide="ignore"):
+            log_p = np.maximum(np.log(p), -100.0)
+            log_q = np.maximum(np.log1p(-p), -100.0)
+        return (t - 1) * log_q - t * log_p
+
+    def backward(self, g):
+        p = self.saved_input(0)
+        gp = gt = None
+        with np.errstate(divide="ignore"):
+            if self.needs_input_grad[0]:
+                gp = g * (p - self.saved_input(1)) / maximum(p * (1.0 - p), 1e-12)
+            if self.needs_input_grad[1]:
+                gt = g * (clamp(log1p(-p), min=-100.0) - clamp(log(p), min=-100.0))
+        return gp, gt
+
+
 def binary_cross_entropy(input, target, weight=None, reduction="mean") -> Tensor:
     """-[t log p + (1 - t) log(1 - p)] for probabilities ``input`` = p in [0, 1].
 
-    As in PyTorch, each log is clamped at -100 so that p = 0 or 1 gives a finite loss.
+    As in PyTorch, each log is clamped at -100 so that p = 0 or 1 gives a finite loss, and the
+    gradient there is finite too: (p - t) / max(p (1 - p), 1e-12).
     """
     input, target = _same_shape("binary_cross_entropy", input, target)
     p = input.data
@@ -65,9 +94,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean") -> Tensor
         raise ValueError(f"binary_cross_entropy: input must hold probabilities in [0, 1], got "
                          f"values in [{float(p.min())}, {float(p.max())}]; use "
                          f"binary_cross_entropy_with_logits for logits")
-    with np.errstate(divide="ignore"):
-        loss = -(target * clamp(log(input), min=-100.0) +
-                 (1.0 - target) * clamp(log(1.0 - input), min=-100.0))
+    loss = BinaryCrossEntropy.apply(input, target)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "binary_cross_entropy")
@@ -75,18 +102,20 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean") -> Tensor
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
                                      pos_weight=None) -> Tensor:
-    """Binary cross-entropy on logits x, stable for any x:
+    """Binary cross-entropy on logits x, stable and accurate for any x:
 
-        loss = (1 - t) x + (1 + (pos_weight - 1) t) softplus(-x)
+        loss = pos_weight t softplus(-x) + (1 - t) softplus(x)
+             = -[pos_weight t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))]
 
-    which equals -[pos_weight t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))].
+    (the same function as (1 - t) x + (1 + (pos_weight - 1) t) softplus(-x), written so that
+    nothing cancels: the loss and its gradient (1 - t) sigmoid(x) - pos_weight t sigmoid(-x) keep
+    their relative accuracy even where they are tiny, e.g. x = -50 with t = 0).
     """
     input, target = _same_shape("binary_cross_entropy_with_logits", input, target)
-    sp = softplus(-input, threshold=math.inf)  # log(1 + e^-x) = -log sigmoid(x)
-    if pos_weight is None:
-        loss = (1.0 - target) * input + sp
-    else:
-        loss = (1.0 - target) * input + (1.0 + (pos_weight - 1.0) * target) * sp
+    neg_log_p = softplus(-input, threshold=math.inf)  # log(1 + e^-x) = -log sigmoid(x)
+    neg_log_q = softplus(input, threshold=math.inf)  # log(1 + e^x) = -log(1 - sigmoid(x))
+    pos = target if pos_weight is None else pos_weight * target
+    loss = pos * neg_log_p + (1.0 - target) * neg_log_q
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
@@ -112,7 +141,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") ->
         target = Tensor._wrap(input._xp.asarray(target))
     if input.ndim < 1:
         raise ValueError("nll_loss: input must have a class axis")
-    if input.ndim == 1:  # a single sample (C,)
+    out_shape = tuple(target.shape)  # the shape of the unreduced loss
+    if input.ndim == 1:  # a single sample (C,) with a 0-d target
         input, target = input.reshape(1, -1), target.reshape(1)
     if target.dtype.kind not in "iu":
         raise TypeError(f"nll_loss: target must hold integer class indices, got dtype "
@@ -134,11 +164,11 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") ->
     picked = logp[xp.arange(logp.shape[0]), safe_t]  # (M,)
     w = valid.astype(input.dtype)
     if weight is not None:
-        w = w * check_tensor(weight, "weight").data[safe_t]
+        w = (w * check_tensor(weight, "weight").data[safe_t]).astype(input.dtype, copy=False)
     w_t = Tensor._wrap(w)
     loss = -picked * w_t
     if reduction == "none":
-        return loss.reshape(target.shape)
+        return loss.reshape(out_shape)
     if reduction == "sum":
         return loss.sum()
     if reduction == "mean":
@@ -150,6 +180,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     """Cross-entropy between logits ``input`` (N, C, ...) and integer class targets, or class
     probabilities of the same shape as ``input``: nll_loss(log_softmax(input, 1), target)."""
     input = check_tensor(input, "input")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got "
+                         f"{reduction!r}")
     if input.ndim < 1:
         raise ValueError("cross_entropy: input must have a class axis")
     class_dim = 1 if input.ndim >= 2 else 0

@@ -32,7 +32,9 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
 
 
 def _calculate_fan_in_and_fan_out(tensor):
-    """fan_in = shape[1] * receptive field, fan_out = shape[0] * receptive field."""
+    """(fan_in, fan_out) = (shape[1], shape[0]) times the receptive field (the product of the
+    remaining axes): a Linear weight (out, in) has fan_in = in; a conv weight (C_out, C_in, k, k)
+    has fan_in = C_in k^2."""
     if tensor.ndim < 2:
         raise ValueError(f"fan in and fan out need a tensor with at least 2 axes, got shape "
                          f"{tuple(tensor.shape)}")
@@ -64,15 +66,18 @@ def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
 
 
 def constant_(tensor, val: float):
+    """Fill with the value ``val``."""
     with no_grad():
         return tensor.fill_(val)
 
 
 def zeros_(tensor):
+    """Fill with 0."""
     return constant_(tensor, 0.0)
 
 
 def ones_(tensor):
+    """Fill with 1."""
     return constant_(tensor, 1.0)
 
 

@@ -7,7 +7,7 @@ import numbers
 from collections import OrderedDict
 
 from .. import functional as F
-from ..tensor import empty, ones, tensor, zeros
+from ..tensor import Tensor, as_tensor, empty, ones, tensor, zeros
 from . import init
 from .module import Module, Parameter
 
@@ -17,8 +17,13 @@ __all__ = ["Identity", "Linear", "Sequential", "ModuleList", "ModuleDict", "ReLU
            "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss", "GaussianNLLLoss"]
 
 
+def _check_size(layer, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{layer}: {name} must be a non-negative int, got {value!r}")
+
+
 class Identity(Module):
-    """Returns its input."""
+    """Returns its input (arguments are accepted and ignored, as in PyTorch)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -28,23 +33,30 @@ class Identity(Module):
 
 
 class Linear(Module):
-    """y = x W^T + b with W: (out_features, in_features), PyTorch's default initialization
-    (kaiming_uniform_(a=sqrt(5)) for W, U(+-1/sqrt(in_features)) for b)."""
+    """y = x W^T + b with W: (out_features, in_features) and b: (out_features,).
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None):
+    PyTorch's default initialization: ``kaiming_uniform_(W, a=sqrt(5))``, i.e.
+    U(-1/sqrt(in_features), 1/sqrt(in_features)), and b from the same interval. Parameters are
+    float32 (the default dtype) unless ``dtype`` says otherwise.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None,
+                 dtype=None):
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
-                raise ValueError(f"Linear: {name} must be a non-negative int, got {v!r}")
+        _check_size("Linear", "in_features", in_features)
+        _check_size("Linear", "out_features", out_features)
         self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(empty(out_features, in_features, dtype=dtype))
-        self.bias = Parameter(empty(out_features, dtype=dtype)) if bias else None
+        self.weight = Parameter(empty(out_features, in_features, dtype=dtype, device=device))
+        self.register_parameter("bias", Parameter(empty(out_features, dtype=dtype, device=device))
+                                if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self, generator=None):
+        """PyTorch's default initialization (``generator``: a tinygen.Generator or None)."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
         if self.bias is not None:
-            bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+            fan_in = self.in_features
+            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
             init.uniform_(self.bias, -bound, bound, generator=generator)
 
     def forward(self, input):
@@ -55,8 +67,70 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
 
-class Sequential(Module):
-    """Modules applied in order; built from positional modules or an ``OrderedDict``."""
+# -- containers ---------------------------------------------------------------------------------
+class _ListLike(Module):
+    """Shared code of Sequential and ModuleList: children named "0", "1", ... in order."""
+
+    def _index(self, index: int) -> int:
+        n = len(self._modules)
+        if not isinstance(index, numbers.Integral) or isinstance(index, bool):
+            raise TypeError(f"{type(self).__name__} indices must be ints or slices, got "
+                            f"{type(index).__name__}")
+        if not -n <= index < n:
+            raise IndexError(f"index {index} is out of range for {type(self).__name__} of "
+                             f"length {n}")
+        return int(index) % n
+
+    def _renumber(self, modules):
+        self._modules.clear()
+        for i, m in enumerate(modules):
+            self.add_module(str(i), m)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return ModuleList(list(self._modules.values())[index])
+        return list(self._modules.values())[self._index(index)]
+
+    def __setitem__(self, index, module):
+        key = list(self._modules)[self._index(index)]
+        self.add_module(key, module)
+
+    def __delitem__(self, index):
+        mods = list(self._modules.values())
+        if isinstance(index, slice):
+            del mods[index]
+        else:
+            del mods[self._index(index)]
+        self._renumber(mods)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        """Add ``module`` at the end."""
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules):
+        """Append every module of an iterable."""
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module) -> None:
+        """Insert ``module`` before position ``index``."""
+        mods = list(self._modules.values())
+        mods.insert(index, module)
+        self._renumber(mods)
+
+
+class Sequential(_ListLike):
+    """Modules applied in order: ``Sequential(m1, m2, ...)`` or ``Sequential(OrderedDict)``
+    (then the children keep those names). Supports indexing, slicing, ``len``, iteration and
+    ``append``."""
 
     def __init__(self, *modules):
         super().__init__()
@@ -67,74 +141,42 @@ class Sequential(Module):
             for i, m in enumerate(modules):
                 self.add_module(str(i), m)
 
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(list(self._modules.items())[index]))
+        return super().__getitem__(index)
+
     def forward(self, input):
         for m in self._modules.values():
             input = m(input)
         return input
 
-    def __getitem__(self, index):
-        mods = list(self._modules.values())
-        if isinstance(index, slice):
-            return Sequential(OrderedDict(list(self._modules.items())[index]))
-        return mods[index]
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module) -> "Sequential":
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-
-class ModuleList(Module):
-    """A list of modules, registered so their parameters are found."""
+class ModuleList(_ListLike):
+    """A list of modules, registered so that their parameters are found (no ``forward``)."""
 
     def __init__(self, modules=None):
         super().__init__()
-        for m in modules or []:
-            self.append(m)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return ModuleList(list(self._modules.values())[index])
-        return list(self._modules.values())[index]
-
-    def __setitem__(self, index, module):
-        key = list(self._modules.keys())[index]
-        self.add_module(key, module)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module) -> "ModuleList":
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def extend(self, modules) -> "ModuleList":
-        for m in modules:
-            self.append(m)
-        return self
+        if modules is not None:
+            self.extend(modules)
 
 
 class ModuleDict(Module):
-    """A dict of modules, registered so their parameters are found."""
+    """A dict of modules (insertion ordered), registered so that their parameters are found."""
 
     def __init__(self, modules=None):
         super().__init__()
-        for k, m in (modules or {}).items():
-            self.add_module(k, m)
+        if modules is not None:
+            self.update(modules)
 
     def __getitem__(self, key):
         return self._modules[key]
 
     def __setitem__(self, key, module):
         self.add_module(key, module)
+
+    def __delitem__(self, key):
+        del self._modules[key]
 
     def __contains__(self, key):
         return key in self._modules
@@ -146,18 +188,33 @@ class ModuleDict(Module):
         return iter(self._modules)
 
     def keys(self):
+        """The names."""
         return self._modules.keys()
 
     def values(self):
+        """The modules."""
         return self._modules.values()
 
     def items(self):
+        """(name, module) pairs."""
         return self._modules.items()
+
+    def pop(self, key):
+        """Remove and return the module named ``key``."""
+        return self._modules.pop(key)
+
+    def update(self, modules) -> None:
+        """Add modules from a mapping or an iterable of (name, module) pairs."""
+        items = modules.items() if hasattr(modules, "items") else modules
+        for key, m in items:
+            self.add_module(key, m)
 
 
 # -- activations ------------------------------------------------------------------------------
 class ReLU(Module):
-    def __init__(self, inplace: bool = False):  # inplace accepted for PyTorch compatibility
+    """max(x, 0). ``inplace`` is accepted for PyTorch compatibility and ignored."""
+
+    def __init__(self, inplace: bool = False):
         super().__init__()
 
     def forward(self, input):
@@ -165,6 +222,8 @@ class ReLU(Module):
 
 
 class LeakyReLU(Module):
+    """x for x >= 0, ``negative_slope * x`` otherwise."""
+
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
         self.negative_slope = negative_slope
@@ -177,16 +236,22 @@ class LeakyReLU(Module):
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-x))."""
+
     def forward(self, input):
         return F.sigmoid(input)
 
 
 class Tanh(Module):
+    """tanh(x)."""
+
     def forward(self, input):
         return F.tanh(input)
 
 
 class Softplus(Module):
+    """log(1 + exp(beta x)) / beta; x itself where beta x > threshold."""
+
     def __init__(self, beta: float = 1.0, threshold: float = 20.0):
         super().__init__()
         self.beta, self.threshold = beta, threshold
@@ -199,6 +264,8 @@ class Softplus(Module):
 
 
 class ELU(Module):
+    """x for x > 0, alpha (exp(x) - 1) otherwise."""
+
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
         super().__init__()
         self.alpha = alpha
@@ -211,6 +278,8 @@ class ELU(Module):
 
 
 class Softmax(Module):
+    """exp(x) / sum(exp(x)) along ``dim`` (required: PyTorch's implicit choice is deprecated)."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim
@@ -223,6 +292,8 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
+    """log(softmax(x)) along ``dim``, computed stably."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim
@@ -234,7 +305,7 @@ class LogSoftmax(Module):
         return f"dim={self.dim}"
 
 
-# -- reshaping, regularization ------------------------------------------------------------------------
+# -- reshaping, regularization ------------------------------------------------------------------
 class Flatten(Module):
     """Merge axes ``start_dim..end_dim`` (by default all but the batch axis)."""
 
@@ -250,7 +321,7 @@ class Flatten(Module):
 
 
 class Unflatten(Module):
-    """Split axis ``dim`` into ``unflattened_size``."""
+    """Split axis ``dim`` into ``unflattened_size`` (one entry may be -1)."""
 
     def __init__(self, dim: int, unflattened_size):
         super().__init__()
@@ -264,60 +335,77 @@ class Unflatten(Module):
 
 
 class Dropout(Module):
-    """Zero elements with probability ``p`` in training (scaling the rest by 1/(1-p));
-    the identity in evaluation."""
+    """In training, zero each element with probability ``p`` and scale the rest by 1/(1-p);
+    the identity in evaluation. ``generator`` (a tinygen.Generator) makes the masks
+    reproducible independently of the default generator."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False, generator=None):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p, self.generator = p, generator
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        self.p, self.generator = float(p), generator
 
     def forward(self, input):
         return F.dropout(input, self.p, self.training, generator=self.generator)
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}, inplace=False"
 
 
 class _BatchNorm(Module):
+    """Shared code of BatchNorm1d/2d; subclasses set the accepted input ranks."""
+
     _ranks = (2, 3, 4)
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
-                 track_running_stats: bool = True, dtype=None):
+                 track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True):
         super().__init__()
+        name = type(self).__name__
+        _check_size(name, "num_features", num_features)
+        if eps <= 0:
+            raise ValueError(f"{name}: eps must be positive, got {eps}")
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = Parameter(ones(num_features, dtype=dtype))
-            self.bias = Parameter(zeros(num_features, dtype=dtype))
-        else:
-            self.weight = self.bias = None
-        if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", tensor(0))
-        else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
+        self.register_parameter("weight", Parameter(ones(num_features, dtype=dtype,
+                                                         device=device)) if affine else None)
+        self.register_parameter("bias", Parameter(zeros(num_features, dtype=dtype, device=device))
+                                if affine and bias else None)
+        for name, make in (("running_mean", zeros), ("running_var", ones)):
+            self.register_buffer(name, make(num_features, dtype=dtype, device=device)
+                                 if track_running_stats else None)
+        self.register_buffer("num_batches_tracked",
+                             tensor(0, device=device) if track_running_stats else None)
 
-    def reset_running_stats(self):
+    def reset_running_stats(self) -> None:
+        """Running mean 0, running variance 1, no batches tracked."""
         if self.track_running_stats:
-            self.running_mean.data[...] = 0
-            self.running_var.data[...] = 1
-            self.num_batches_tracked.data[...] = 0
+            self.running_mean.zero_()
+            self.running_var.fill_(1.0)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        """Reset the running statistics and the affine parameters (weight 1, bias 0)."""
+        self.reset_running_stats()
+        if self.affine:
+            init.ones_(self.weight)
+            if self.bias is not None:
+                init.zeros_(self.bias)
 
     def forward(self, input):
+        name = type(self).__name__
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
         if input.ndim not in self._ranks:
             want = " or ".join(f"{r}-D" for r in self._ranks)
-            raise ValueError(f"{type(self).__name__}: expected {want} input, got shape "
-                             f"{tuple(input.shape)}")
+            raise ValueError(f"{name}: expected {want} input, got shape {tuple(input.shape)}")
         if input.shape[1] != self.num_features:
-            raise ValueError(f"{type(self).__name__}({self.num_features}): input of shape "
-                             f"{tuple(input.shape)} has {input.shape[1]} channels")
+            raise ValueError(f"{name}({self.num_features}): input of shape "
+                             f"{tuple(input.shape)} has {input.shape[1]} channels (axis 1)")
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data[...] += 1
-            self.num_batches_tracked._vbox[0] += 1
+            self.num_batches_tracked.add_(1)
             if self.momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         # batch statistics in training (and always without running statistics); the running
@@ -328,23 +416,33 @@ class _BatchNorm(Module):
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalization over (N, C) or (N, C, L)."""
+    """Batch normalization over (N, C) or (N, C, L): per channel C,
+    y = (x - mean) / sqrt(var + eps) * weight + bias.
+
+    Training uses the batch's mean and biased variance and updates the running statistics
+    (running = (1 - momentum) running + momentum batch, with the unbiased variance; momentum=None
+    gives the cumulative average over ``num_batches_tracked`` batches); evaluation uses the
+    running statistics.
+    """
 
     _ranks = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch normalization over (N, C, H, W)."""
+    """Batch normalization over (N, C, H, W), per channel C (see :class:`BatchNorm1d`)."""
 
     _ranks = (4,)
 
 
 # -- losses -------------------------------------------------------------------------------------
 class _Loss(Module):
+    """Shared code of the loss modules: ``reduction`` is "mean", "sum" or "none"."""
+
     def __init__(self, reduction: str = "mean"):
         super().__init__()
         if reduction not in ("mean", "sum", "none"):
@@ -352,33 +450,49 @@ class _Loss(Module):
                              f"got {reduction!r}")
         self.reduction = reduction
 
+    def _register_optional(self, name, value):
+        """A class-weight tensor is a buffer (it follows ``to()`` and is in the state dict, as
+        in PyTorch)."""
+        self.register_buffer(name, None if value is None else as_tensor(value))
+
     def extra_repr(self):
         return f"reduction={self.reduction!r}" if self.reduction != "mean" else ""
 
 
 class MSELoss(_Loss):
+    """Mean (or sum) of (input - target)^2."""
+
     def forward(self, input, target):
         return F.mse_loss(input, target, reduction=self.reduction)
 
 
 class L1Loss(_Loss):
+    """Mean (or sum) of |input - target|."""
+
     def forward(self, input, target):
         return F.l1_loss(input, target, reduction=self.reduction)
 
 
 class BCELoss(_Loss):
+    """Binary cross-entropy of probabilities ``input`` against ``target`` (logs clamped at
+    -100 as in PyTorch); ``weight`` rescales each element's loss."""
+
     def __init__(self, weight=None, reduction: str = "mean"):
         super().__init__(reduction)
-        self.weight = weight
+        self._register_optional("weight", weight)
 
     def forward(self, input, target):
         return F.binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
 
 
 class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy on logits (sigmoid folded in, stable for any logit);
+    ``pos_weight`` weighs the positive term."""
+
     def __init__(self, weight=None, reduction: str = "mean", pos_weight=None):
         super().__init__(reduction)
-        self.weight, self.pos_weight = weight, pos_weight
+        self._register_optional("weight", weight)
+        self._register_optional("pos_weight", pos_weight)
 
     def forward(self, input, target):
         return F.binary_cross_entropy_with_logits(input, target, self.weight, self.reduction,
@@ -386,27 +500,73 @@ class BCEWithLogitsLoss(_Loss):
 
 
 class CrossEntropyLoss(_Loss):
+    """Cross-entropy of logits (N, C, ...) against class indices or class probabilities."""
+
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
         super().__init__(reduction)
-        self.weight, self.ignore_index = weight, ignore_index
+        self._register_optional("weight", weight)
+        self.ignore_index = ignore_index
 
     def forward(self, input, target):
         return F.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction)
 
 
 class NLLLoss(_Loss):
+    """Negative log-likelihood of class indices given log-probabilities (N, C, ...)."""
+
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
         super().__init__(reduction)
-        self.weight, self.ignore_index = weight, ignore_index
+        self._register_optional("weight", weight)
+        self.ignore_index = ignore_index
 
     def forward(self, input, target):
         return F.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
 
 
 class GaussianNLLLoss(_Loss):
-    """Negative log-likelihood of ``target`` under N(input, exp(logvar)) (see
-    :func:`tinygen.functional.gaussian_nll`); ``forward(input, target, logvar)``."""
+    """PyTorch's ``GaussianNLLLoss``: ``forward(input, target, var)`` with the *variance*
+    ``var`` (same shape as ``input``, or one size-1 / missing last axis for a shared variance,
+    or a float):
 
-    def forward(self, input, target, logvar):
-        return F.gaussian_nll(input, target, logvar, reduction=self.reduction)
+        loss = 0.5 * (log(max(var, eps)) + (input - target)^2 / max(var, eps))
+               (+ 0.5 * log(2 pi) when ``full``)
 
+    As in PyTorch the clamp at ``eps`` does not block the gradient. For a learned
+    log-variance (the lecture's parametrization) use :func:`tinygen.functional.gaussian_nll`.
+    """
+
+    def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean"):
+        super().__init__(reduction)
+        self.full, self.eps = full, eps
+
+    def forward(self, input, target, var):
+        if not isinstance(var, Tensor):
+            if isinstance(var, numbers.Real) and var < 0:
+                raise ValueError("GaussianNLLLoss: var has negative entry/entries")
+            var = Tensor._wrap(input._xp.full(input.shape, float(var), dtype=input.dtype))
+        elif bool((var.data < 0).any()):
+            raise ValueError("GaussianNLLLoss: var has negative entry/entries")
+        if var.shape != input.shape:
+            if var.shape == input.shape[:-1]:
+                var = var.unsqueeze(-1)
+            elif var.ndim != input.ndim or sum(
+                    v for i, v in zip(input.shape, var.shape) if i != v) != 1:
+                raise ValueError(f"GaussianNLLLoss: var has shape {tuple(var.shape)}, which does "
+                                 f"not fit input of shape {tuple(input.shape)} (same shape, or "
+                                 f"one axis of size 1, or the last axis missing)")
+        xp = var._xp
+        # max(var, eps) in value, identity in gradient (PyTorch clamps a clone under no_grad)
+        var = var + Tensor._wrap(xp.maximum(var.data, self.eps) - var.data)
+        d = input - target
+        loss = 0.5 * (F.log(var) + d * d / var)
+        if self.full:
+            loss = loss + 0.5 * math.log(2 * math.pi)
+        if self.reduction == "mean":
+            return loss.mean()
+        return loss.sum() if self.reduction == "sum" else loss
+
+    def extra_repr(self):  # the settings that differ from the defaults
+        parts = (["full=True"] if self.full else []) + \
+            ([f"eps={self.eps}"] if self.eps != 1e-6 else []) + \
+            ([f"reduction={self.reduction!r}"] if self.reduction != "mean" else [])
+        return ", ".join(parts)

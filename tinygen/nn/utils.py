@@ -16,12 +16,15 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
 
     The total norm is taken over all gradients together as if concatenated; gradients are scaled
     by ``max_norm / (total + 1e-6)`` when that is below 1 (PyTorch's rule). Returns the total
-    norm (before clipping) as a 0-d tensor. ``norm_type`` may be ``inf``.
+    norm (before clipping) as a 0-d tensor. ``norm_type`` may be ``inf``. A non-finite norm
+    raises with ``error_if_nonfinite=True``.
     """
-    if isinstance(parameters, Tensor):
-        parameters = [parameters]
+    # a list: ``parameters`` is often a generator (model.parameters()) and is walked twice
+    parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p.grad for p in parameters if p.grad is not None]
     norm_type = float(norm_type)
+    if not norm_type > 0:
+        raise ValueError(f"clip_grad_norm_: norm_type must be positive (or inf), got {norm_type}")
     if not grads:
         return Tensor._wrap(np.asarray(0.0, dtype=np.float32))
     xp = grads[0]._xp
@@ -35,8 +38,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
                            f"gradients is non-finite ({total}); set error_if_nonfinite=False to "
                            f"clip anyway")
-    coef = max_norm / (total + 1e-6)
-    if coef < 1.0:
+    coef = float(max_norm) / (total + 1e-6)
+    if not coef >= 1.0:  # NaN too: a NaN norm makes NaN gradients, as in PyTorch
         for p in parameters:
             if p.grad is not None:  # a new array: gradients may share memory with others
                 p.grad = Tensor._wrap((p.grad.data * coef).astype(p.grad.dtype, copy=False))

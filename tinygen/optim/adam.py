@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from ..backend import get_array_module
 from ..kernels.cpu.optim import adam_update
 from .optimizer import Optimizer
 
@@ -18,6 +19,9 @@ class Adam(Optimizer):
         m <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2
         v_hat <- max(v_hat, v) with amsgrad, else v
         p <- p - lr / (1 - beta1^t) * m / (sqrt(v_hat) / sqrt(1 - beta2^t) + eps)
+
+    (g <- -grad first with ``maximize``.) ``state[p]`` holds ``step`` (t, per parameter),
+    ``exp_avg`` (m), ``exp_avg_sq`` (v) and, with ``amsgrad``, ``max_exp_avg_sq``.
     """
 
     _decoupled = False
@@ -40,6 +44,8 @@ class Adam(Optimizer):
             raise ValueError(f"{name}: invalid weight_decay {group['weight_decay']}")
 
     def _update(self, p, grad, state, group):
+        """One Adam step on the array ``p`` (fused Numba kernel for contiguous NumPy arrays,
+        array-module ops otherwise, e.g. CuPy)."""
         xp = self._xp_of(p)
         if not state:
             state["step"] = 0
@@ -81,10 +87,7 @@ class Adam(Optimizer):
         denom += eps
         p -= step_size * (m / denom)
 
-    @staticmethod
-    def _xp_of(array):
-        from ..backend import get_array_module
-        return get_array_module(array)
+    _xp_of = staticmethod(get_array_module)  # the array module (numpy or cupy) of an array
 
 
 def _flat(grad, dtype):

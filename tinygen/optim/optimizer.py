@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
 
 from .. import backend
-from ..autograd import no_grad
+from ..autograd import enable_grad, no_grad
 from ..tensor import Tensor
 
 __all__ = ["Optimizer"]
@@ -13,40 +14,66 @@ __all__ = ["Optimizer"]
 class Optimizer:
     """Base class (PyTorch's ``torch.optim.Optimizer`` API).
 
-    ``params`` is an iterable of Parameters or of dicts ``{"params": [...], **overrides}``;
-    ``defaults`` fills what a group does not set. Subclasses implement :meth:`_update`, called
-    under ``no_grad`` once per parameter that has a gradient, on backing arrays: they change the
-    parameter's array in place, and the base class bumps its version counter so that a graph
-    built before the step refuses to backpropagate through the stale value.
+    ``params`` is an iterable of Parameters, of ``(name, Parameter)`` pairs
+    (``model.named_parameters()``) or of dicts ``{"params": [...], **overrides}`` (parameter
+    groups); ``defaults`` fills what a group does not set. ``state[p]`` is the dict of
+    per-parameter state (momentum buffers, moment estimates, step counts).
+
+    Subclasses implement :meth:`_update`, called under ``no_grad`` once per parameter that has a
+    gradient, on backing arrays (NumPy or CuPy): it changes the parameter's array in place, and
+    :meth:`step` then bumps the parameter's version counter, so that a graph built before the
+    step refuses to backpropagate through the stale value.
     """
 
     def __init__(self, params, defaults: dict):
         self.defaults = dict(defaults)
-        self.state = {}  # id(param) -> dict
+        self.state = defaultdict(dict)
         self.param_groups = []
         if isinstance(params, Tensor):
-            raise TypeError("params must be an iterable of Parameters or dicts, got a Tensor")
+            raise TypeError(f"{type(self).__name__}: params must be an iterable of Parameters or "
+                            f"dicts, got a single Tensor (wrap it in a list)")
         groups = list(params)
         if not groups:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
-        if not isinstance(groups[0], dict):
+        if isinstance(groups[0], tuple):  # model.named_parameters(), as PyTorch accepts
+            groups = [{"params": [p for _, p in groups],
+                       "param_names": [n for n, _ in groups]}]
+        elif not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for g in groups:
             self.add_param_group(g)
 
-    def add_param_group(self, group: dict) -> None:
-        group = dict(group)
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group ``{"params": [...], **hyperparameters}``; missing hyperparameters take the
+        optimizer's defaults."""
+        name = type(self).__name__
+        if not isinstance(param_group, dict):
+            raise TypeError(f"{name}: a parameter group must be a dict, got "
+                            f"{type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError(f"{name}: a parameter group needs a 'params' entry")
+        group = dict(param_group)
         params = group["params"]
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(f"{name}: parameters must be given in an ordered collection (a "
+                            f"set's order changes between runs); use a list")
         params = [params] if isinstance(params, Tensor) else list(params)
         for p in params:
             if not isinstance(p, Tensor):
-                raise TypeError(f"{type(self).__name__}: can only optimize Tensors, got "
-                                f"{type(p).__name__}")
+                raise TypeError(f"{name}: can only optimize Tensors, got {type(p).__name__}")
             if not p.is_leaf:
-                raise ValueError(f"{type(self).__name__}: can't optimize a non-leaf Tensor")
+                raise ValueError(f"{name}: can't optimize a non-leaf Tensor (shape "
+                                 f"{tuple(p.shape)})")
+            if not backend.is_floating(p.dtype):
+                raise TypeError(f"{name}: can only optimize floating point Tensors, got dtype "
+                                f"{p.dtype}")
+        ids = [id(p) for p in params]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{name}: a parameter appears more than once in one group (it "
+                             f"would be updated twice per step)")
         existing = {id(p) for g in self.param_groups for p in g["params"]}
-        if any(id(p) in existing for p in params):
-            raise ValueError("some parameters appear in more than one parameter group")
+        if any(i in existing for i in ids):
+            raise ValueError(f"{name}: some parameters appear in more than one parameter group")
         group["params"] = params
         for k, v in self.defaults.items():
             group.setdefault(k, v)
@@ -54,11 +81,13 @@ class Optimizer:
         self.param_groups.append(group)
 
     def _check_group(self, group: dict) -> None:
-        """Validate hyperparameters (subclasses extend)."""
-        if group["lr"] < 0:
-            raise ValueError(f"{type(self).__name__}: invalid learning rate {group['lr']}")
+        """Validate a group's hyperparameters (subclasses extend it)."""
+        if not group["lr"] >= 0:
+            raise ValueError(f"{type(self).__name__}: invalid learning rate {group['lr']} "
+                             f"(must be >= 0)")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every parameter's gradient (or set it to zeros with ``set_to_none=False``)."""
         for g in self.param_groups:
             for p in g["params"]:
                 if p.grad is None:
@@ -68,74 +97,95 @@ class Optimizer:
                 else:
                     p.grad = Tensor._wrap(p._xp.zeros_like(p.grad.data))
 
-    @no_grad()
     def step(self, closure=None):
-        """One update of every parameter that has a gradient; returns ``closure()`` if given."""
+        """One update of every parameter that has a gradient. ``closure`` (optional)
+        re-evaluates the model and returns the loss; it runs with grad mode on, first."""
         loss = None
         if closure is not None:
-            from ..autograd import enable_grad
             with enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state.setdefault(id(p), {})
-                self._update(p.data, p.grad.data, state, group)
-                p._vbox[0] += 1
+        state, update = self.state, self._update
+        with no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    g = p.grad
+                    if g is None:
+                        continue
+                    if g.data.shape != p.data.shape:  # the fused kernels do not bounds-check
+                        raise RuntimeError(f"{type(self).__name__}.step: a parameter of shape "
+                                           f"{tuple(p.shape)} has a gradient of shape "
+                                           f"{tuple(g.shape)}")
+                    update(p.data, g.data, state[p], group)
+                    p._vbox[0] += 1
         return loss
 
-    def _update(self, param, grad, state, group):  # pragma: no cover - abstract
+    def _update(self, param, grad, state: dict, group: dict) -> None:  # pragma: no cover
+        """Update the array ``param`` in place from the array ``grad`` (subclasses)."""
         raise NotImplementedError
 
     # -- state dicts ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """``{"state": {index: {...}}, "param_groups": [{..., "params": [indices]}]}``, with
-        parameters numbered in group order; arrays are copied (on the CPU)."""
+        """PyTorch's format: ``{"state": {index: {...}}, "param_groups": [{..., "params":
+        [indices]}]}``, parameters numbered in group order. Arrays are copied to NumPy and every
+        other value deep-copied, so later steps leave the returned dict unchanged."""
         index, groups = {}, []
         for g in self.param_groups:
             ids = []
             for p in g["params"]:
-                index.setdefault(id(p), len(index))
+                index[id(p)] = len(index)
                 ids.append(index[id(p)])
-            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ids})
+            groups.append({**copy.deepcopy({k: v for k, v in g.items() if k != "params"}),
+                           "params": ids})
         state = {}
         for g in self.param_groups:
             for p in g["params"]:
-                if id(p) in self.state:
-                    state[index[id(p)]] = {k: (backend.to_numpy(v).copy()
-                                               if hasattr(v, "shape") else copy.deepcopy(v))
-                                           for k, v in self.state[id(p)].items()}
+                if self.state.get(p):
+                    state[index[id(p)]] = {k: _copy_value(v) for k, v in self.state[p].items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore hyperparameters and per-parameter state saved by :meth:`state_dict` into an
-        optimizer built over parameters of the same shapes, in the same order."""
+        optimizer over parameters of the same shapes, in the same order. State values may be
+        NumPy arrays or Tensors; arrays are copied and cast to their parameter's dtype and
+        device."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or "state" not in state_dict or \
+                "param_groups" not in state_dict:
+            raise ValueError(f"{name}.load_state_dict: expected a dict with 'state' and "
+                             f"'param_groups' entries (from Optimizer.state_dict())")
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
-            raise ValueError(f"loaded state dict has {len(groups)} parameter groups, the "
-                             f"optimizer has {len(self.param_groups)}")
+            raise ValueError(f"{name}.load_state_dict: the state dict has {len(groups)} parameter "
+                             f"groups, the optimizer has {len(self.param_groups)}")
         for i, (saved, own) in enumerate(zip(groups, self.param_groups)):
             if len(saved["params"]) != len(own["params"]):
-                raise ValueError(f"parameter group {i}: loaded state dict has "
-                                 f"{len(saved['params'])} parameters, the optimizer has "
-                                 f"{len(own['params'])}")
-        new_state = {}
+                raise ValueError(f"{name}.load_state_dict: parameter group {i} has "
+                                 f"{len(saved['params'])} parameters in the state dict, "
+                                 f"{len(own['params'])} in the optimizer")
+        new_state = defaultdict(dict)
         for saved, own in zip(groups, self.param_groups):
             for idx, p in zip(saved["params"], own["params"]):
                 if idx not in state_dict["state"]:
                     continue
                 entry = {}
                 for k, v in state_dict["state"][idx].items():
-                    if hasattr(v, "shape") and tuple(v.shape) not in ((), tuple(p.shape)):
-                        raise ValueError(f"state {k!r} of parameter {idx} has shape "
-                                         f"{tuple(v.shape)}, the parameter {tuple(p.shape)}")
                     if isinstance(v, Tensor):
                         v = v.data
-                    entry[k] = (backend.to_device(backend.to_numpy(v), p.device)
-                                .astype(p.dtype, copy=True) if hasattr(v, "shape") and
-                                v.shape != () else copy.deepcopy(v))
-                new_state[id(p)] = entry
+                    if hasattr(v, "shape") and tuple(v.shape) != ():
+                        if tuple(v.shape) != tuple(p.shape):
+                            raise ValueError(
+                                f"{name}.load_state_dict: state {k!r} of parameter {idx} has "
+                                f"shape {tuple(v.shape)}, but the parameter has shape "
+                                f"{tuple(p.shape)}")
+                        # a fresh array with the parameter's dtype, device and memory layout
+                        # (the fused kernels update flat views of C-contiguous state in place)
+                        buf = p._xp.empty_like(p.data)
+                        buf[...] = backend.to_device(backend.to_numpy(v), p.device)
+                        v = buf
+                    else:
+                        v = copy.deepcopy(v)
+                    entry[k] = v
+                new_state[p] = entry
         for saved, own in zip(groups, self.param_groups):
             for k, v in saved.items():
                 if k != "params":
@@ -149,3 +199,12 @@ class Optimizer:
             for k in sorted(k for k in g if k != "params"):
                 lines.append(f"    {k}: {g[k]}")
         return "\n".join(lines) + "\n)"
+
+
+def _copy_value(v):
+    """A copy of a state value that later in-place updates cannot reach."""
+    if isinstance(v, Tensor):
+        v = v.data
+    if hasattr(v, "shape") and hasattr(v, "dtype"):
+        return backend.to_numpy(v).copy()
+    return copy.deepcopy(v)

@@ -16,6 +16,8 @@ class SGD(Optimizer):
         b <- g (first step),  b <- momentum * b + (1 - dampening) * g
         g <- g + momentum * b  (nesterov)   or   g <- b
         p <- p - lr * g
+
+    ``state[p]["momentum_buffer"]`` holds b (with momentum).
     """
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
@@ -34,6 +36,8 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov momentum requires a momentum and zero dampening")
 
     def _update(self, p, grad, state, group):
+        """One SGD step on the array ``p`` (fused Numba kernel for contiguous NumPy arrays,
+        array-module ops otherwise)."""
         momentum = group["momentum"]
         if isinstance(p, np.ndarray) and p.flags.c_contiguous:  # fused Numba kernel
             first = "momentum_buffer" not in state
