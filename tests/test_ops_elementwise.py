@@ -184,7 +184,8 @@ UNARY = {  # name: (op, reference, torch op, strategy options, second order)
                      True),
     "relu": (F.relu, lambda x: np.maximum(x, 0), lambda x: T.relu(x), {"away_from": 0.0},
              "zero"),
-    "softplus": (F.softplus, lambda x: np.logaddexp(0, x), lambda x: TF.softplus(x),
+    "softplus": (F.softplus, lambda x: np.where(x > 20, x, np.logaddexp(0, x)),  # threshold 20
+                 lambda x: TF.softplus(x),
                  {"low": -30, "high": 30, "away_from": 20.0}, True),
     "square": (F.square, np.square, lambda x: x * x, {}, True),
     "neg": (F.neg, np.negative, lambda x: -x, {}, "zero"),
