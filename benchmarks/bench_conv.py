@@ -20,12 +20,11 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
-import time
 
-_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import reexec_without_openblas_env, timeit  # noqa: E402
 
 # (kind, C_in, C_out, kernel, stride, input spatial size)
 LAYERS = [
@@ -40,24 +39,6 @@ LAYERS = [
     ("convT", 32, 32, 5, 1, 20),
     ("convT", 32, 1, 5, 1, 24),
 ]
-
-
-def _reexec_without_openblas_env():
-    if any(v in os.environ for v in _ENV_VARS) and "--keep-openblas-env" not in sys.argv:
-        env = {k: v for k, v in os.environ.items() if k not in _ENV_VARS}
-        env["TINYGEN_BENCH_UNSET_OPENBLAS"] = "1"
-        os.execve(sys.executable, [sys.executable] + sys.argv, env)
-
-
-def timeit(fn, repeat, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def layer_flops(kind, cin, cout, k, s, size, batch):
@@ -112,10 +93,10 @@ def bench_layers(batch, repeat):
             pt_op().backward(pgy)
 
         with tinygen.no_grad():
-            t_f = timeit(tg_op, repeat)
+            t_f = timeit(tg_op, repeat, warmup=3)
         with torch.no_grad():
-            p_f = timeit(pt_op, repeat)
-        t_fb, p_fb = timeit(tg_fb, repeat), timeit(pt_fb, repeat)
+            p_f = timeit(pt_op, repeat, warmup=3)
+        t_fb, p_fb = timeit(tg_fb, repeat, warmup=3), timeit(pt_fb, repeat, warmup=3)
         flops = layer_flops(kind, cin, cout, k, s, size, batch)
         out_size = gy.shape[-1]
         rows.append({"layer": f"{kind} {cin}->{cout} k{k} s{s} {size}->{out_size}",
@@ -176,7 +157,7 @@ def bench_step(batch, repeat):
 
 
 def main():
-    _reexec_without_openblas_env()
+    reexec_without_openblas_env()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--batch", type=int, default=100)

@@ -20,31 +20,10 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 
-_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-
-
-def _reexec_without_openblas_env():
-    if any(v in os.environ for v in _ENV_VARS) and "--keep-openblas-env" not in sys.argv:
-        env = {k: v for k, v in os.environ.items() if k not in _ENV_VARS}
-        env["TINYGEN_BENCH_UNSET_OPENBLAS"] = "1"
-        os.execve(sys.executable, [sys.executable] + sys.argv, env)
-
-
-def timeit(fn, repeat: int, warmup: int = 20) -> float:
-    """Median wall time of ``fn()`` in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import reexec_without_openblas_env, timeit  # noqa: E402
 
 def bench_tinygen(repeat):
     import numpy as np
@@ -120,7 +99,7 @@ def bench_torch(repeat):
 
 
 def main():
-    _reexec_without_openblas_env()
+    reexec_without_openblas_env()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=300)
     parser.add_argument("--json", default="benchmarks/out/engine.json")

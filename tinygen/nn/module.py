@@ -241,13 +241,8 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient (or set it to zeros with ``set_to_none=False``)."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad = Tensor._wrap(p._xp.zeros_like(p.grad.data))
+        from .utils import zero_grads_
+        zero_grads_(self.parameters(), set_to_none)
 
     def requires_grad_(self, requires_grad: bool = True) -> "Module":
         """Switch gradient recording on or off for every parameter (freezing a sub-network)."""

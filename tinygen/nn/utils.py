@@ -7,7 +7,7 @@ import numpy as np
 
 from ..tensor import Tensor
 
-__all__ = ["clip_grad_norm_"]
+__all__ = ["clip_grad_norm_", "zero_grads_"]
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
@@ -44,3 +44,15 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
             if p.grad is not None:  # a new array: gradients may share memory with others
                 p.grad = Tensor._wrap((p.grad.data * coef).astype(p.grad.dtype, copy=False))
     return Tensor._wrap(xp.asarray(total, dtype=dtype))
+
+
+def zero_grads_(parameters, set_to_none: bool = True) -> None:
+    """Drop each parameter's gradient, or replace it with zeros when ``set_to_none=False``
+    (shared by ``Module.zero_grad`` and ``Optimizer.zero_grad``)."""
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad = Tensor._wrap(p._xp.zeros_like(p.grad.data))

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from .. import backend
 from ..autograd import enable_grad, no_grad
+from ..nn.utils import zero_grads_
 from ..tensor import Tensor
 
 __all__ = ["Optimizer"]
@@ -88,14 +89,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient (or set it to zeros with ``set_to_none=False``)."""
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad = Tensor._wrap(p._xp.zeros_like(p.grad.data))
+        zero_grads_((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient. ``closure`` (optional)
