@@ -39,7 +39,10 @@ class Permute(Function):
 
 class BroadcastTo(Function):
     """Broadcast to ``shape``: a read-only view, or -- for small results, where NumPy's view
-    machinery costs more than the copy -- a fresh array."""
+    machinery costs more than the copy -- a fresh array. Either way the result counts as a view
+    (as ``torch.expand``): it shares its input's version counter, so modifying the input in
+    place after expanding it is caught by backward."""
+    is_view = True
 
     def forward(self, x, shape):
         self.in_shape = x.shape
