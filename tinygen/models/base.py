@@ -1,0 +1,103 @@
+"""What every model of :mod:`tinygen.models` provides, and the registry the command line reads.
+
+A model is a :class:`tinygen.nn.Module` with
+
+* ``model_name``/``description`` (class attributes; ``tinygen list`` prints them),
+* ``Config``, a dataclass of its options (each field becomes a ``--option`` of ``tinygen
+  train``), and ``train_defaults`` (epochs, lr, batch size that suit it),
+* ``phases(data)``: the :class:`tinygen.train.Phase` list the trainer runs,
+* ``evaluate(dataset)``: metrics on a held-out set (floats, lower is better for the selection
+  metric ``select``),
+* ``finish(data)``: work after training (e.g. fitting the latent Gaussian used for sampling),
+* ``sample(n, rng)`` (or ``can_sample = False``) and ``pictures(out_dir, dataset, rng)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar, Optional
+
+import numpy as np
+
+from .. import nn
+from ..autograd import no_grad
+from ..tensor import tensor
+
+MODELS: dict = {}
+
+
+def register(cls):
+    """Class decorator: make a model available by its ``model_name``."""
+    if cls.model_name in MODELS:
+        raise ValueError(f"model name {cls.model_name!r} registered twice")
+    MODELS[cls.model_name] = cls
+    return cls
+
+
+@dataclass
+class RunData:
+    """The data of a run: training set, validation split (model selection) and, when the user
+    named a directory holding it, the MNIST test set. Each is a
+    :class:`tinygen.data.Dataset` or None."""
+    train: object
+    val: Optional[object] = None
+    test: Optional[object] = None
+
+    @property
+    def heldout(self):
+        """The set final numbers are reported on: test if present, else validation."""
+        return self.test if self.test is not None else self.val
+
+
+class GenerativeModel(nn.Module):
+    """Base class of the models (see the module docstring for the protocol)."""
+    model_name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type] = None
+    train_defaults: ClassVar[dict] = {}
+    select: ClassVar[Optional[str]] = None    # validation metric to minimize for best.ckpt
+    can_sample: ClassVar[bool] = True
+    eval_batch_size: ClassVar[int] = 500
+
+    def __init__(self, config):
+        super().__init__()
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got "
+                            f"{type(config).__name__}")
+        self.config = config
+
+    @classmethod
+    def option_fields(cls):
+        """The Config dataclass fields (the model's command-line options)."""
+        return fields(cls.Config)
+
+    @property
+    def device(self) -> str:
+        return next(iter(self.parameters())).device
+
+    def as_tensor(self, array):
+        """A NumPy batch as a Tensor on the model's device (float32)."""
+        return tensor(np.ascontiguousarray(array, dtype=np.float32), device=self.device)
+
+    def batched(self, fn, *arrays):
+        """Apply ``fn`` to Tensor batches of ``arrays`` without gradients; yields NumPy results
+        with their batch sizes."""
+        n = len(arrays[0])
+        with no_grad():
+            for start in range(0, n, self.eval_batch_size):
+                parts = [a[start:start + self.eval_batch_size] for a in arrays]
+                yield fn(*parts), len(parts[0])
+
+    def phases(self, data: RunData) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def evaluate(self, dataset) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def finish(self, data: RunData) -> None:
+        """Called once after training (default: nothing)."""
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        raise ValueError(f"model {self.model_name!r} does not generate samples")
+
+    def pictures(self, out_dir: str, dataset, rng: np.random.Generator) -> list:
+        return []

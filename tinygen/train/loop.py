@@ -1,0 +1,278 @@
+"""The training loop shared by every model.
+
+A model hands the :class:`Trainer` a list of :class:`Phase` objects (most models have one; the
+stacked denoising autoencoder has one per pretrained layer, then fine-tuning, then its
+from-scratch baseline). For each phase the trainer runs ``epochs`` passes over the shuffled
+training set with Adam, and after every epoch
+
+* evaluates the model on the validation split (the phase's ``evaluate``),
+* appends JSON lines to ``metrics.jsonl`` (train records every ``log_every`` steps and at the
+  end of each epoch, one validation record per epoch),
+* writes ``last.ckpt`` (model, optimizer, RNG states, phase, epoch, step, config) atomically, and
+  ``best.ckpt`` when the phase's selection metric improved.
+
+``resume`` restarts from such a checkpoint at the next epoch with every state restored, so a run
+interrupted and resumed produces the same loss curve as an uninterrupted one (on the CPU; the
+metrics file is cut back to the checkpoint's step first). A loss that is NaN or infinite stops
+training with :class:`TrainingDiverged`, naming the step and the last good checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from .. import random as tg_random
+from ..autograd import no_grad
+from ..optim import Adam
+from ..tensor import tensor
+from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; training was stopped."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run that are not part of any model."""
+    epochs: int = 10            # passes over the training set (per phase unless a phase sets its own)
+    batch_size: int = 100       # images per Adam step
+    lr: float = 1e-3            # Adam learning rate
+    seed: int = 0               # seeds parameters, shuffling, noise and the validation split
+    device: str = "cpu"         # "cpu" or "cuda"
+    out: str = "runs/model"     # output directory: checkpoints, metrics, pictures
+    log_every: int = 10         # steps between train records in metrics.jsonl
+    progress: bool = True       # show a tqdm progress bar
+    val_fraction: float = 0.1   # share of the training data held out for model selection
+
+    def validate(self):
+        for name in ("epochs", "batch_size", "log_every"):
+            if getattr(self, name) < (0 if name == "epochs" else 1):
+                raise ValueError(f"{name} must be {'>= 0' if name == 'epochs' else '>= 1'}, got "
+                                 f"{getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+
+
+@dataclass
+class Phase:
+    """One stage of training.
+
+    ``loss(batch, rng)`` gets the batch as a tuple of Tensors (images, labels) on the training
+    device and the trainer's NumPy generator (for noise and binarization; its state is saved in
+    checkpoints) and returns ``(loss, stats)`` with ``stats`` a dict of floats to log.
+    ``evaluate()`` returns validation metrics (floats); ``select`` names the one to minimize
+    for ``best.ckpt`` (None: keep the last).
+    """
+    name: str
+    parameters: Callable[[], list]
+    loss: Callable
+    epochs: Optional[int] = None      # None: TrainConfig.epochs
+    lr: Optional[float] = None        # None: TrainConfig.lr
+    evaluate: Optional[Callable[[], dict]] = None
+    select: Optional[str] = None
+
+
+@dataclass
+class _State:
+    phase: int = 0          # index of the phase in progress
+    epoch: int = 0          # epochs completed in that phase
+    step: int = 0           # optimizer steps over the whole run
+    best: dict = field(default_factory=dict)   # phase name -> best selection value
+
+
+class Trainer:
+    """Runs the phases of ``model`` on ``train_arrays`` (a tuple of arrays sharing axis 0).
+
+    ``model`` is a :class:`tinygen.nn.Module` with ``model_name`` and ``config`` attributes (the
+    models of :mod:`tinygen.models`); ``phases`` its list of :class:`Phase`.
+    """
+
+    def __init__(self, model, phases, train_arrays, config: TrainConfig, *, extra=None):
+        config.validate()
+        self.model = model
+        self.phases = list(phases)
+        if not self.phases:
+            raise ValueError("a model must define at least one training phase")
+        self.train_arrays = tuple(train_arrays)
+        self.config = config
+        self.extra = dict(extra or {})     # saved with every checkpoint (e.g. data description)
+        self.out = config.out
+        self.metrics_path = os.path.join(self.out, "metrics.jsonl")
+        self.last_path = os.path.join(self.out, "last.ckpt")
+        self.best_path = os.path.join(self.out, "best.ckpt")
+        self.rng = np.random.default_rng([config.seed, 1])
+        self.state = _State()
+        self.optimizer = None
+        self.history = []          # the records written to metrics.jsonl in this process
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def checkpoint_payload(self) -> dict:
+        return {
+            "model": self.model.model_name,
+            "model_config": asdict(self.model.config),
+            "train_config": asdict(self.config),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "trainer": asdict(self.state),
+            "rng": {"tinygen": tg_random.get_rng_state(), "numpy": self.rng.bit_generator.state},
+            "extra": self.extra,
+        }
+
+    def _restore(self, path):
+        ckpt = load_checkpoint(path)
+        if ckpt["model"] != self.model.model_name:
+            raise ValueError(f"--resume: checkpoint {path!r} holds model {ckpt['model']!r}, not "
+                             f"{self.model.model_name!r}")
+        if ckpt["model_config"] != asdict(self.model.config):
+            raise ValueError(f"--resume: checkpoint {path!r} was trained with model options "
+                             f"{ckpt['model_config']}, not {asdict(self.model.config)}")
+        self.model.load_state_dict(ckpt["state_dict"])
+        # the data order depends on the seed and the batch size: the checkpoint's win (epochs,
+        # lr and the output directory may change, e.g. to train longer)
+        saved = ckpt["train_config"]
+        self.config.seed, self.config.batch_size = saved["seed"], saved["batch_size"]
+        self.state = _State(**ckpt["trainer"])
+        tg_random.set_rng_state(ckpt["rng"]["tinygen"])
+        self.rng.bit_generator.state = ckpt["rng"]["numpy"]
+        return ckpt
+
+    def _truncate_metrics(self, step):
+        """Keep only the records up to ``step`` (a resumed run rewrites what came after)."""
+        if not os.path.exists(self.metrics_path):
+            return
+        with open(self.metrics_path) as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        with atomic_write(self.metrics_path, "w") as f:
+            f.writelines(kept)
+
+    def log(self, record: dict):
+        """Append one record (a dict with at least ``kind`` and ``step``) to metrics.jsonl."""
+        self.history.append(record)
+        os.makedirs(self.out, exist_ok=True)
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # -- the loop --------------------------------------------------------------------------------
+    def fit(self, resume=None):
+        """Train every phase (from ``resume``, a checkpoint path, if given). Returns the list of
+        validation records."""
+        from ..data import BatchIterator
+
+        os.makedirs(self.out, exist_ok=True)
+        ckpt = None
+        if resume is not None:
+            ckpt = self._restore(resume)
+            self._truncate_metrics(self.state.step)
+        elif os.path.exists(self.metrics_path):
+            os.remove(self.metrics_path)
+        device = self.config.device
+        for index, phase in enumerate(self.phases):
+            if index < self.state.phase:
+                continue
+            epochs = self.config.epochs if phase.epochs is None else phase.epochs
+            params = list(phase.parameters())
+            self.optimizer = Adam(params, lr=self.config.lr if phase.lr is None else phase.lr)
+            if ckpt is not None and index == self.state.phase and ckpt["optimizer"] is not None:
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            ckpt = None
+            batches = BatchIterator(*self.train_arrays, batch_size=self.config.batch_size,
+                                    shuffle=True, seed=self.config.seed * 1000 + index)
+            batches.epoch = self.state.epoch
+            while self.state.epoch < epochs:
+                self._run_epoch(phase, epochs, batches, params, device)
+                self.state.epoch += 1
+                self._end_of_epoch(phase)
+            if index + 1 < len(self.phases):   # the last phase stays "in progress", so a
+                self.state.phase, self.state.epoch = index + 1, 0   # resume can extend it
+                save_checkpoint(self.last_path, self.checkpoint_payload())
+        return [r for r in self.history if r["kind"] == "val"]
+
+    def _run_epoch(self, phase, epochs, batches, params, device):
+        from tqdm.auto import tqdm
+
+        self.model.train()
+        label = f"{phase.name} {self.state.epoch + 1}/{epochs}" if len(self.phases) > 1 else \
+            f"epoch {self.state.epoch + 1}/{epochs}"
+        bar = tqdm(batches, desc=label, leave=False, disable=not self.config.progress,
+                   dynamic_ncols=True)
+        total, count, seen, t_epoch = 0.0, 0, 0, time.perf_counter()
+        window = []
+        for batch in bar:
+            t0 = time.perf_counter()
+            batch_t = tuple(tensor(a, device=device) for a in batch)
+            loss, stats = phase.loss(batch_t, self.rng)
+            value = float(loss)
+            if not math.isfinite(value):
+                where = (f"the last good checkpoint is {self.last_path}"
+                         if os.path.exists(self.last_path) else "no checkpoint was written yet")
+                raise TrainingDiverged(
+                    f"training stopped: the {phase.name} loss is {value} at step "
+                    f"{self.state.step + 1} (epoch {self.state.epoch + 1}); {where}. Try a "
+                    f"smaller --lr.")
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            self.state.step += 1
+            n = len(batch[0])
+            total, count, seen = total + value * n, count + n, seen + n
+            dt = time.perf_counter() - t0
+            window.append((value, n, dt))
+            bar.set_postfix(loss=f"{value:.4f}", img_s=f"{n / dt:.0f}")
+            if self.state.step % self.config.log_every == 0:
+                vals, ns, dts = zip(*window)
+                rec = {"kind": "train", "phase": phase.name, "epoch": self.state.epoch + 1,
+                       "step": self.state.step, "loss": float(np.average(vals, weights=ns)),
+                       "images_per_s": sum(ns) / sum(dts)}
+                rec.update({k: float(v) for k, v in stats.items()})
+                self.log(rec)
+                window = []
+        bar.close()
+        seconds = time.perf_counter() - t_epoch
+        self._epoch_summary = {"kind": "epoch", "phase": phase.name, "epoch": self.state.epoch + 1,
+                               "step": self.state.step, "loss": total / max(count, 1),
+                               "images_per_s": seen / seconds, "seconds": seconds}
+
+    def _end_of_epoch(self, phase):
+        summary = self._epoch_summary
+        self.log(summary)
+        line = (f"[{phase.name}] epoch {summary['epoch']}: loss {summary['loss']:.5f}, "
+                f"{summary['images_per_s']:.0f} img/s")
+        improved = False
+        if phase.evaluate is not None:
+            self.model.eval()
+            with no_grad():
+                metrics = {k: float(v) for k, v in phase.evaluate().items()}
+            self.model.train()
+            self.log({"kind": "val", "phase": phase.name, "epoch": summary["epoch"],
+                      "step": self.state.step, **metrics})
+            line += ", " + ", ".join(f"val {k} {v:.5f}" for k, v in metrics.items())
+            if phase.select is not None:
+                value = metrics[phase.select]
+                best = self.state.best.get(phase.name)
+                if best is None or value < best:
+                    self.state.best[phase.name] = value
+                    improved = True
+        print(line, flush=True)
+        payload = self.checkpoint_payload()
+        save_checkpoint(self.last_path, payload)
+        if improved:
+            save_checkpoint(self.best_path, payload)
+
+    def load_best(self):
+        """Load the best validation checkpoint's weights into the model (model selection);
+        returns False when there is none (no validation split)."""
+        if not os.path.exists(self.best_path):
+            return False
+        self.model.load_state_dict(load_checkpoint(self.best_path)["state_dict"])
+        return True
