@@ -16,7 +16,10 @@ def static_binarize(x, seed: int = 0) -> np.ndarray:
 
 
 def dequantize(x, rng: np.random.Generator) -> np.ndarray:
-    """Uniform dequantization of 8-bit pixels: (255 x + u) / 256 with u ~ U[0, 1), in [0, 1)."""
-    x = np.asarray(x, dtype=np.float32)
-    return ((np.round(x * 255.0) + rng.random(x.shape, dtype=np.float32)) / 256.0).astype(
-        np.float32)
+    """Uniform dequantization of 8-bit pixels: (k + u) / 256 with k = round(255 x) and
+    u ~ U[0, 1); float32, kept strictly inside the pixel's bin [k/256, (k+1)/256) (float32
+    rounding would otherwise push a few values onto the next bin's edge)."""
+    k = np.round(np.asarray(x, dtype=np.float64) * 255.0)
+    y = ((k + rng.random(k.shape)) / 256.0).astype(np.float32)
+    upper = np.nextafter(((k + 1) / 256.0).astype(np.float32), np.float32(0))
+    return np.minimum(y, upper)
