@@ -81,7 +81,7 @@ class Autoencoder(GenerativeModel):
         mse = F.mse_loss(self.decode(z), x)            # || x - g(f(x~)) ||^2, mean over pixels
         extra = self.penalty(x, z)
         if extra is None:
-            return mse, {"mse": float(mse)}
+            return mse, {}                             # the loss is the MSE
         return mse + extra, {"mse": float(mse), "penalty": float(extra)}
 
     def phases(self, data):
