@@ -107,7 +107,7 @@ def bench_layers(batch, repeat):
 
 
 _STEP_CODE = r"""
-import os, sys, time, statistics, resource
+import os, sys, time, statistics
 import numpy as np
 lib, batch, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(0)
@@ -140,7 +140,11 @@ for _ in range(3):
 times = []
 for _ in range(repeat):
     t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
-print(statistics.median(times) * 1e3, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# peak resident memory of this process: VmHWM (ru_maxrss would include the parent's memory at
+# fork time, which Linux keeps across execve)
+with open("/proc/self/status") as f:
+    hwm_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+print(statistics.median(times) * 1e3, hwm_kb / 1024)
 """
 
 

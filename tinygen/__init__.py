@@ -3,7 +3,11 @@
 The top level re-exports the tensor API (``tinygen.tensor``, factories, ``grad``, ``no_grad``,
 ``manual_seed``) and the ops of :mod:`tinygen.functional` that PyTorch keeps at ``torch.*``.
 """
-from . import backend
+from . import _memory
+
+_memory.tune_malloc()   # keep freed arrays in the heap (see tinygen/_memory.py)
+
+from . import backend  # noqa: E402
 from .autograd import Function, enable_grad, grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import cuda_available, get_default_dtype, set_default_dtype
 from .random import Generator, get_rng_state, manual_seed, set_rng_state

@@ -132,48 +132,68 @@ def channels_to_batch(y, out):
 
 @njit(cache=True)
 def unfold_rows(xp, kw, sw, dw, row0, col0, rows, ow, out):
-    """Unfold only along the width (row-shift layout for convolutions with vertical stride 1).
+    """Unfold only along the width (row-shift layout for convolutions with vertical stride 1),
+    the batch folded next to the pixels.
 
-    xp: padded input (N, C, Hp, Wp) (see :func:`padded_input`); out: (N, C, kw, rows, ow) with
-    out[n, c, j, h, o] = xp[n, c, h + row0, o*sw + j*dw + col0].
-    Kernel row i of output row y is then the contiguous column range starting at
-    (y + i*dh)*ow of out[n] viewed as (C*kw, rows*ow).
+    xp: padded input (N, C, Hp, Wp) (see :func:`padded_input`); out: (C, kw, N, rows, ow) with
+    out[c, j, n, h, o] = xp[n, c, h + row0, o*sw + j*dw + col0].
+    Viewed as (C*kw, N*rows*ow) it is the right operand of one GEMM for the whole chunk.
     """
     n_batch, n_chan = xp.shape[:2]
-    for n in range(n_batch):
-        for c in range(n_chan):
-            for j in range(kw):
-                start = j * dw + col0
+    for c in range(n_chan):
+        for j in range(kw):
+            start = j * dw + col0
+            for n in range(n_batch):
                 for h in range(rows):
-                    src = xp[n, c, h + row0]
-                    dst = out[n, c, j, h]
-                    if sw == 1:  # a contiguous run
-                        dst[:] = src[start:start + ow]
-                    else:
-                        for o in range(ow):
-                            dst[o] = src[o * sw + start]
+                    r = h + row0
+                    for o in range(ow):
+                        out[c, j, n, h, o] = xp[n, c, r, o * sw + start]
 
 
 @njit(cache=True)
 def shift_sum(z, dh, oh, out):
     """Sum the kernel rows of a stacked product into NCHW.
 
-    z: (N, G, kh, Og, rows, ow); out: (N, G*Og, oh, ow) with
-    out[n, g*Og + o, y, x] = sum_i z[n, g, i, o, y + i*dh, x].
+    z: (G, kh, Og, N, rows, ow); out: (N, G*Og, oh, ow) with
+    out[n, g*Og + o, y, x] = sum_i z[g, i, o, n, y + i*dh, x].
     """
-    n_batch, n_groups, kh, og, rows, ow = z.shape
+    n_groups, kh, og, n_batch, rows, ow = z.shape
     for n in range(n_batch):
         for g in range(n_groups):
             for o in range(og):
                 go = g * og + o
                 for y in range(oh):
                     for x in range(ow):
-                        out[n, go, y, x] = z[n, g, 0, o, y, x]
+                        out[n, go, y, x] = z[g, 0, o, n, y, x]
                 for i in range(1, kh):
                     for y in range(oh):
                         r = y + i * dh
                         for x in range(ow):
-                            out[n, go, y, x] += z[n, g, i, o, r, x]
+                            out[n, go, y, x] += z[g, i, o, n, r, x]
+
+
+@njit(cache=True)
+def spread_rows(gy, kh, dh, out):
+    """The adjoint of :func:`shift_sum`: each kernel row's copy of dL/dy, shifted down by i*dh.
+
+    gy: (N, G*Og, oh, ow); out (overwritten): (G, kh, Og, N, rows, ow) with
+    out[g, i, o, n, y + i*dh, x] = gy[n, g*Og + o, y, x] and zeros elsewhere.
+    """
+    n_groups, _, og, n_batch, rows, ow = out.shape
+    oh = gy.shape[2]
+    for g in range(n_groups):
+        for i in range(kh):
+            for o in range(og):
+                go = g * og + o
+                for n in range(n_batch):
+                    for r in range(rows):
+                        y = r - i * dh
+                        if 0 <= y < oh:
+                            for x in range(ow):
+                                out[g, i, o, n, r, x] = gy[n, go, y, x]
+                        else:
+                            for x in range(ow):
+                                out[g, i, o, n, r, x] = 0
 
 
 def _chunk(n_batch, per_sample_elems, itemsize):
@@ -193,8 +213,8 @@ def _conv_rows(x, w, geom, groups):
     """Convolution with vertical stride 1 by the row-shift method.
 
     The input is unfolded along the width only (kw copies instead of kh*kw), one GEMM per group
-    multiplies it by all kernel rows at once, and :func:`shift_sum` adds the kernel rows, each
-    shifted by its row offset, into the NCHW output.
+    multiplies all kernel rows at once by the unfolded chunk of the batch, and
+    :func:`shift_sum` adds the kernel rows, each shifted by its row offset, into the NCHW output.
     """
     n_batch, n_chan = x.shape[:2]
     n_out = w.shape[0]
@@ -205,19 +225,21 @@ def _conv_rows(x, w, geom, groups):
     cg, og = n_chan // groups, n_out // groups
     xp, off_h, off_w = padded_input(x, geom)
     row0, col0 = off_h - gh.pad_lo, off_w - gw.pad_lo
-    ws = _stacked_weight(np.ascontiguousarray(w), groups, kh, kw)
+    ws = _stacked_weight(np.ascontiguousarray(w), groups, kh, kw)   # (G, kh*Og, Cg*kw)
     y = np.empty((n_batch, n_out, oh, ow), dtype=x.dtype)
     per_sample = (n_chan * kw + groups * kh * og) * rows * ow
     step = _chunk(n_batch, per_sample, x.itemsize)
-    xu = np.empty((step, n_chan, kw, rows, ow), dtype=x.dtype)
-    z = np.empty((step, groups, kh, og, rows, ow), dtype=x.dtype)
+    xu_buf = np.empty(n_chan * kw * step * rows * ow, dtype=x.dtype)
+    z_buf = np.empty(groups * kh * og * step * rows * ow, dtype=x.dtype)
     for n0 in range(0, n_batch, step):
         nb = min(step, n_batch - n0)
-        unfold_rows(xp[n0:n0 + nb], kw, gw.stride, gw.dilation, row0, col0, rows, ow, xu[:nb])
-        # (G, kh*Og, Cg*kw) @ (nb, G, Cg*kw, rows*ow) -> (nb, G, kh*Og, rows*ow)
-        np.matmul(ws, xu[:nb].reshape(nb, groups, cg * kw, rows * ow),
-                  out=z[:nb].reshape(nb, groups, kh * og, rows * ow))
-        shift_sum(z[:nb], gh.dilation, oh, y[n0:n0 + nb])
+        xu = xu_buf[:n_chan * kw * nb * rows * ow].reshape(n_chan, kw, nb, rows, ow)
+        unfold_rows(xp[n0:n0 + nb], kw, gw.stride, gw.dilation, row0, col0, rows, ow, xu)
+        z = z_buf[:groups * kh * og * nb * rows * ow].reshape(groups, kh, og, nb, rows, ow)
+        # (G, kh*Og, Cg*kw) @ (G, Cg*kw, nb*rows*ow) -> (G, kh*Og, nb*rows*ow)
+        np.matmul(ws, xu.reshape(groups, cg * kw, nb * rows * ow),
+                  out=z.reshape(groups, kh * og, nb * rows * ow))
+        shift_sum(z, gh.dilation, oh, y[n0:n0 + nb])
     return y
 
 
@@ -332,7 +354,12 @@ def _conv_transpose_col2im(y, w, geom, groups):
 
 
 def _weight_rows(x, gy, geom, groups, weight_shape):
-    """dL/dw for vertical stride 1: per-sample GEMMs of dL/dy against the width-unfolded x."""
+    """dL/dw for vertical stride 1, one GEMM per group and chunk of the batch.
+
+    With xu the width-unfolded input (:func:`unfold_rows`) and G the kernel-row-shifted copies
+    of dL/dy (:func:`spread_rows`), all kernel rows come out of one product:
+    dws (kh*Og, Cg*kw) = G (kh*Og, nb*rows*ow) @ xu^T (nb*rows*ow, Cg*kw).
+    """
     n_batch, n_chan = x.shape[:2]
     n_out = gy.shape[1]
     gh, gw = geom
@@ -344,18 +371,20 @@ def _weight_rows(x, gy, geom, groups, weight_shape):
     row0, col0 = off_h - gh.pad_lo, off_w - gw.pad_lo
     gy = np.ascontiguousarray(gy)
     dtype = np.result_type(x.dtype, gy.dtype)
-    dws = np.zeros((groups, kh, og, cg * kw), dtype=dtype)  # dws[g, i, o, c*kw + j]
-    step = _chunk(n_batch, n_chan * kw * rows * ow, x.itemsize)
-    xu = np.empty((step, n_chan, kw, rows, ow), dtype=x.dtype)
-    gy = gy.reshape(n_batch, groups, og, oh * ow)
+    dws = np.zeros((groups, kh * og, cg * kw), dtype=dtype)  # dws[g, i*Og + o, c*kw + j]
+    per_sample = (n_chan * kw + groups * kh * og) * rows * ow
+    step = _chunk(n_batch, per_sample, x.itemsize)
+    xu_buf = np.empty(n_chan * kw * step * rows * ow, dtype=x.dtype)
+    sp_buf = np.empty(groups * kh * og * step * rows * ow, dtype=gy.dtype)
     for n0 in range(0, n_batch, step):
         nb = min(step, n_batch - n0)
-        unfold_rows(xp[n0:n0 + nb], kw, gw.stride, gw.dilation, row0, col0, rows, ow, xu[:nb])
-        xu_g = xu[:nb].reshape(nb, groups, cg * kw, rows * ow)
-        for i in range(kh):
-            cols = xu_g[:, :, :, i * dh * ow:(i * dh + oh) * ow]  # (nb, G, Cg*kw, oh*ow)
-            # sum over the chunk of gy_n (Og, oh*ow) @ cols_n^T (oh*ow, Cg*kw)
-            dws[:, i] += np.matmul(gy[n0:n0 + nb], cols.transpose(0, 1, 3, 2)).sum(axis=0)
+        xu = xu_buf[:n_chan * kw * nb * rows * ow].reshape(n_chan, kw, nb, rows, ow)
+        unfold_rows(xp[n0:n0 + nb], kw, gw.stride, gw.dilation, row0, col0, rows, ow, xu)
+        sp = sp_buf[:groups * kh * og * nb * rows * ow].reshape(groups, kh, og, nb, rows, ow)
+        spread_rows(gy[n0:n0 + nb], kh, dh, sp)
+        # (G, kh*Og, nb*rows*ow) @ (G, nb*rows*ow, Cg*kw) -> (G, kh*Og, Cg*kw)
+        dws += np.matmul(sp.reshape(groups, kh * og, nb * rows * ow),
+                         xu.reshape(groups, cg * kw, nb * rows * ow).transpose(0, 2, 1))
     # dws[g, i, o, c, j] -> dw[g*Og + o, c, i, j]
     return np.ascontiguousarray(
         dws.reshape(groups, kh, og, cg, kw).transpose(0, 2, 3, 1, 4)).reshape(weight_shape)
