@@ -151,11 +151,12 @@ def unfold_rows(xp, kw, sw, dw, row0, col0, rows, ow, out):
 
 
 @njit(cache=True)
-def shift_sum(z, dh, oh, out):
+def shift_sum(z, dh, oh, h_lo, out):
     """Sum the kernel rows of a stacked product into NCHW.
 
-    z: (G, kh, Og, N, rows, ow); out: (N, G*Og, oh, ow) with
-    out[n, g*Og + o, y, x] = sum_i z[g, i, o, n, y + i*dh, x].
+    z: (G, kh, Og, N, rows, ow), its row h holding input row h + h_lo; out: (N, G*Og, oh, ow)
+    with out[n, g*Og + o, y, x] = sum_i z[g, i, o, n, y + i*dh - h_lo, x] over the rows that
+    exist (the input rows outside z are zero padding and contribute nothing).
     """
     n_groups, kh, og, n_batch, rows, ow = z.shape
     for n in range(n_batch):
@@ -164,12 +165,13 @@ def shift_sum(z, dh, oh, out):
                 go = g * og + o
                 for y in range(oh):
                     for x in range(ow):
-                        out[n, go, y, x] = z[g, 0, o, n, y, x]
-                for i in range(1, kh):
+                        out[n, go, y, x] = 0
+                for i in range(kh):
                     for y in range(oh):
-                        r = y + i * dh
-                        for x in range(ow):
-                            out[n, go, y, x] += z[g, i, o, n, r, x]
+                        r = y + i * dh - h_lo
+                        if 0 <= r < rows:
+                            for x in range(ow):
+                                out[n, go, y, x] += z[g, i, o, n, r, x]
 
 
 @njit(cache=True)
@@ -221,10 +223,14 @@ def _conv_rows(x, w, geom, groups):
     gh, gw = geom
     kh, kw = gh.kernel, gw.kernel
     oh, ow = gh.size_out, gw.size_out
-    rows = oh + gh.dilation * (kh - 1)  # input rows (padding included) that the outputs read
     cg, og = n_chan // groups, n_out // groups
     xp, off_h, off_w = padded_input(x, geom)
+    # Input rows (in padded coordinates: h + row0) the outputs read are h = 0 .. oh-1 +
+    # dh*(kh-1); only those holding data (not zero padding, which adds nothing) go through
+    # the GEMM: h in [h_lo, h_lo + rows).
     row0, col0 = off_h - gh.pad_lo, off_w - gw.pad_lo
+    h_lo = max(0, off_h - row0)
+    rows = max(0, min(oh + gh.dilation * (kh - 1), off_h + gh.size_in - row0) - h_lo)
     ws = _stacked_weight(np.ascontiguousarray(w), groups, kh, kw)   # (G, kh*Og, Cg*kw)
     y = np.empty((n_batch, n_out, oh, ow), dtype=x.dtype)
     per_sample = (n_chan * kw + groups * kh * og) * rows * ow
@@ -234,12 +240,13 @@ def _conv_rows(x, w, geom, groups):
     for n0 in range(0, n_batch, step):
         nb = min(step, n_batch - n0)
         xu = xu_buf[:n_chan * kw * nb * rows * ow].reshape(n_chan, kw, nb, rows, ow)
-        unfold_rows(xp[n0:n0 + nb], kw, gw.stride, gw.dilation, row0, col0, rows, ow, xu)
+        unfold_rows(xp[n0:n0 + nb], kw, gw.stride, gw.dilation, row0 + h_lo, col0, rows, ow,
+                    xu)
         z = z_buf[:groups * kh * og * nb * rows * ow].reshape(groups, kh, og, nb, rows, ow)
         # (G, kh*Og, Cg*kw) @ (G, Cg*kw, nb*rows*ow) -> (G, kh*Og, nb*rows*ow)
         np.matmul(ws, xu.reshape(groups, cg * kw, nb * rows * ow),
                   out=z.reshape(groups, kh * og, nb * rows * ow))
-        shift_sum(z, gh.dilation, oh, y[n0:n0 + nb])
+        shift_sum(z, gh.dilation, oh, h_lo, y[n0:n0 + nb])
     return y
 
 
