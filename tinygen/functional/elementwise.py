@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 from ..autograd import Function
+from ..backend import get_array_module
 from ..tensor import Tensor
 from ._util import binary_operands, check_tensor, to_operand
 
@@ -252,11 +253,12 @@ def sigmoid(x) -> Tensor:
 # -- activations ------------------------------------------------------------------------------------
 class Relu(Function):
     def forward(self, x):
-        self.mask = x > 0
-        return np.where(self.mask, x, 0).astype(x.dtype, copy=False)
+        # one pass, the dtype kept (0 is a weak scalar); NaN stays NaN as in torch.relu
+        return get_array_module(x).maximum(x, 0)
 
     def backward(self, g):
-        return g * Tensor._wrap(self.mask.astype(g.dtype))
+        # d relu / dx = [x > 0] = [relu(x) > 0], read off the output (no mask kept)
+        return g * Tensor._wrap((self.saved_output().data > 0).astype(g.dtype))
 
 
 class LeakyRelu(Function):
