@@ -142,6 +142,10 @@ def test_sdae_cannot_sample(capsys, tmp_path, mnist_dir):
     assert code == 0, err
     res = json.loads((out / "results.json").read_text())
     assert 0 <= res["test_error"] <= 1 and 0 <= res["test_scratch_error"] <= 1
+    vals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    vals = {r["phase"]: set(r) - {"kind", "phase", "epoch", "step"}
+            for r in vals if r["kind"] == "val"}
+    assert vals == {"scratch": {"scratch_error"}, "finetune": {"error"}}
     code, _, err = run(["sample", str(out / "model.ckpt")], capsys)
     assert code == 2 and "does not generate samples" in err
 

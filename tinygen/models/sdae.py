@@ -101,17 +101,21 @@ class StackedDenoisingAutoencoder(GenerativeModel):
         return loss
 
     def phases(self, data):
-        ev = (lambda: self.evaluate(data.val)) if data.val is not None else None
+        val = data.val
+        # each classifier phase reports its own network's validation error
+        ev_scratch = (lambda: {"scratch_error": self._error(self.scratch, val)}) \
+            if val is not None else None
+        ev_sdae = (lambda: {"error": self._error(self.net, val)}) if val is not None else None
         pre = [Phase(f"pretrain{k + 1}",
                      (lambda k=k: list(self.net.hidden[k].parameters()) +
                       list(self.pretrain_decoders[k].parameters())),
                      self.pretrain_loss(k), epochs=self.config.pretrain_epochs)
                for k in range(self.config.layers)]
         return ([Phase("scratch", self.scratch.parameters, self._classifier_loss(self.scratch),
-                       evaluate=ev)]
+                       evaluate=ev_scratch)]
                 + pre
                 + [Phase("finetune", self.net.parameters, self._classifier_loss(self.net),
-                         evaluate=ev)])
+                         evaluate=ev_sdae)])
 
     def _error(self, net, dataset):
         """Fraction of ``dataset`` that ``net`` misclassifies."""
