@@ -107,6 +107,11 @@ class Autoencoder(GenerativeModel):
         rec = self.reconstruct(dataset.images)
         return {"mse": float(np.mean((rec.astype(np.float64) - dataset.images) ** 2))}
 
+    def extra_metrics(self, data, split, dataset):
+        """The PCA baseline at the same d (fitted on the training set): ``pca_<split>_mse``."""
+        return {f"pca_{split}_mse": pca_baseline(data.train, dataset,
+                                                 self.config.latent_dim)["pca_mse"]}
+
     def finish(self, data):
         """Fit the diagonal Gaussian N(m^, Delta^) to the codes of the training set."""
         z = self.codes(data.train.images).astype(np.float64)
@@ -213,6 +218,18 @@ class LinearAutoencoder(Autoencoder):
     def decoder_basis(self) -> np.ndarray:
         """W_d (784, d): its column space is what should match PCA."""
         return self.decoder.weight.numpy()
+
+    def extra_metrics(self, data, split, dataset):
+        """The PCA baseline, and (once, with the first split) the largest principal angle
+        between the decoder's column space and the top-d PCA subspace of the training set."""
+        from .pca import principal_angles
+
+        out = super().extra_metrics(data, split, dataset)
+        if split == ("val" if data.val is not None else "test"):
+            pca = PCA.fit(data.train.images, self.config.latent_dim)
+            angles = principal_angles(self.decoder_basis(), pca.components.T)
+            out["pca_max_principal_angle_deg"] = float(np.degrees(angles.max()))
+        return out
 
 
 # ------------------------------------------------------------------------------------------------

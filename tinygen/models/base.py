@@ -9,7 +9,11 @@ A model is a :class:`tinygen.nn.Module` with
 * ``evaluate(dataset)``: metrics on a held-out set (floats, lower is better for the selection
   metric ``select``),
 * ``finish(data)``: work after training (e.g. fitting the latent Gaussian used for sampling),
-* ``sample(n, rng)`` (or ``can_sample = False``) and ``pictures(out_dir, dataset, rng)``.
+* ``sample(n, rng)`` (or ``can_sample = False``) and ``pictures(out_dir, dataset, rng)``,
+* optionally ``load_data(data_dir, val_fraction, seed)`` (default: MNIST, see
+  :func:`tinygen.train.run.load_mnist_data`; the toy 2-D and text models override it),
+  ``extra_metrics(data, split, dataset)`` (baselines reported beside ``evaluate``) and
+  ``save_samples(n, rng, path)`` (default: a PNG grid of ``sample(n, rng)``).
 """
 from __future__ import annotations
 
@@ -101,3 +105,22 @@ class GenerativeModel(nn.Module):
 
     def pictures(self, out_dir: str, dataset, rng: np.random.Generator) -> list:
         return []
+
+    def load_data(self, data_dir=None, val_fraction=0.1, seed=0):
+        """The run's data as ``(RunData, description dict)``; default: MNIST (the IDX files in
+        ``data_dir`` or the embedded 5,000 digits, a seeded validation split, the test set when
+        ``data_dir`` holds it)."""
+        from ..train.run import load_mnist_data
+        return load_mnist_data(data_dir, val_fraction, seed)
+
+    def extra_metrics(self, data: RunData, split: str, dataset) -> dict:
+        """Metrics reported beside :meth:`evaluate` on ``dataset`` (the ``split`` set), e.g.
+        a baseline fitted on ``data.train``. The keys are reported as given, so they should
+        name the split (``pca_test_mse``). Default: none."""
+        return {}
+
+    def save_samples(self, n: int, rng: np.random.Generator, path: str) -> str:
+        """Draw ``n`` samples and save them at ``path`` (default: a PNG image grid)."""
+        from ..train import images
+        return images.save_image_grid(self.sample(n, rng), path, nrow=int(np.ceil(np.sqrt(n))),
+                                      scale=2)

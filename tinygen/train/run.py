@@ -50,7 +50,7 @@ def build_model(name: str, options: dict | None = None):
     return cls(cls.Config(**(options or {})))
 
 
-def load_data(data_dir=None, val_fraction=0.1, seed=0):
+def load_mnist_data(data_dir=None, val_fraction=0.1, seed=0):
     """RunData for MNIST: training digits from ``data_dir`` when it holds the training files,
     else the embedded 5,000 digits; a seeded validation split; the test set when ``data_dir``
     holds it. Returns ``(RunData, description dict)``."""
@@ -85,23 +85,15 @@ def _prefixed(prefix, metrics):
 
 
 def final_metrics(model, data) -> dict:
-    """Metrics of ``model`` on the validation and test sets, with baselines where the model
-    family has one (PCA at the same d for the autoencoders)."""
-    from ..models.autoencoders import Autoencoder, LinearAutoencoder, pca_baseline
-    from ..models.pca import PCA, principal_angles
-
+    """Metrics of ``model`` on the validation and test sets (:meth:`evaluate`), with the
+    model's baselines (:meth:`extra_metrics`, e.g. PCA at the same d for the autoencoders)."""
     out = {}
     for split, ds in (("val", data.val), ("test", data.test)):
         if ds is None:
             continue
         model.eval()
         out.update(_prefixed(split, model.evaluate(ds)))
-        if isinstance(model, Autoencoder):
-            out[f"pca_{split}_mse"] = pca_baseline(data.train, ds, model.config.latent_dim)["pca_mse"]
-    if isinstance(model, LinearAutoencoder):   # how close the decoder is to the PCA subspace
-        pca = PCA.fit(data.train.images, model.config.latent_dim)
-        angles = principal_angles(model.decoder_basis(), pca.components.T)
-        out["pca_max_principal_angle_deg"] = float(np.degrees(angles.max()))
+        out.update(model.extra_metrics(data, split, ds))
     return out
 
 
@@ -120,7 +112,7 @@ def train_model(name, train_config: TrainConfig, options=None, data_dir=None, re
     model = build_model(name, options)
     if train_config.device != "cpu":
         model.to(device=train_config.device)
-    data, desc = load_data(data_dir, train_config.val_fraction, train_config.seed)
+    data, desc = model.load_data(data_dir, train_config.val_fraction, train_config.seed)
     out = train_config.out
     os.makedirs(out, exist_ok=True)
     with atomic_write(os.path.join(out, "config.json"), "w") as f:
@@ -169,7 +161,7 @@ def evaluate_checkpoint(path, data_dir=None, device="cpu") -> dict:
     model, ckpt = model_from_checkpoint(path, device)
     desc = ckpt.get("extra", {}).get("data", {})
     directory = resolve_data_dir(data_dir) or desc.get("data_dir")
-    data, _ = load_data(directory, desc.get("val_fraction", 0.1), desc.get("split_seed", 0))
+    data, _ = model.load_data(directory, desc.get("val_fraction", 0.1), desc.get("split_seed", 0))
     if data.test is not None:
         data.val = None        # report on the test set only
     metrics = final_metrics(model, data)
@@ -179,14 +171,12 @@ def evaluate_checkpoint(path, data_dir=None, device="cpu") -> dict:
 
 
 def sample_checkpoint(path, n=64, out=None, seed=0, device="cpu") -> str:
-    """Draw ``n`` samples from a checkpoint's model and save them as a PNG grid."""
-    from . import images
-
+    """Draw ``n`` samples from a checkpoint's model and save them (a PNG grid for image
+    models; see :meth:`GenerativeModel.save_samples`)."""
     model, ckpt = model_from_checkpoint(path, device)
     if not model.can_sample:
         raise ValueError(f"model {ckpt['model']!r} is a classifier and does not generate samples")
     if n < 1:
         raise ValueError(f"-n must be >= 1, got {n}")
-    x = model.sample(n, np.random.default_rng(seed))
     out = out or os.path.join(os.path.dirname(os.path.abspath(path)), "samples.png")
-    return images.save_image_grid(x, out, nrow=int(np.ceil(np.sqrt(n))), scale=2)
+    return model.save_samples(n, np.random.default_rng(seed), out)
