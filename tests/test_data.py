@@ -244,3 +244,22 @@ def test_batch_iterator_errors():
         BatchIterator(np.zeros(5), batch_size=0)
     with pytest.raises(ValueError, match="at least one array"):
         BatchIterator(batch_size=2)
+
+
+def test_load_toy_data_splits_and_seeds():
+    from tinygen.train.run import load_toy_data
+
+    data, desc = load_toy_data("8gaussians", n_train=200, n_test=50, val_fraction=0.1, seed=3)
+    assert data.train.images.shape == (180, 2) and data.val.images.shape == (20, 2)
+    assert data.test.images.shape == (50, 2) and data.train.images.dtype == np.float32
+    assert desc["train_size"] == 180 and desc["test_size"] == 50
+    # train and validation are a partition of one sample; the test sample is a different one
+    both = np.concatenate([data.train.images, data.val.images])
+    assert len(np.unique(both, axis=0)) == 200
+    assert not np.isin(data.test.images[:, 0], both[:, 0]).any()
+    again, _ = load_toy_data("8gaussians", n_train=200, n_test=50, val_fraction=0.1, seed=3)
+    np.testing.assert_array_equal(again.train.images, data.train.images)
+    none_val, _ = load_toy_data("moons", n_train=10, n_test=5, val_fraction=0.0)
+    assert none_val.val is None and len(none_val.train) == 10
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        load_toy_data("spiral")

@@ -180,3 +180,31 @@ def sample_checkpoint(path, n=64, out=None, seed=0, device="cpu") -> str:
         raise ValueError(f"-n must be >= 1, got {n}")
     out = out or os.path.join(os.path.dirname(os.path.abspath(path)), "samples.png")
     return model.save_samples(n, np.random.default_rng(seed), out)
+
+
+def load_toy_data(dataset="moons", n_train=2000, n_test=2000, val_fraction=0.1, seed=0):
+    """RunData for a generated 2-D toy set (``tinygen.data.TOY_DATASETS``): ``n_train`` points
+    (a seeded ``val_fraction`` of them held out for model selection) and an independent test
+    sample of ``n_test`` points drawn with another seed. Points are float32 (N, 2) in the
+    Datasets' ``images`` field, labels are zeros. Returns ``(RunData, description dict)``."""
+    from ..data import TOY_DATASETS, Dataset
+    from ..models.base import RunData
+
+    if dataset not in TOY_DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(sorted(TOY_DATASETS))}, got "
+                         f"{dataset!r}")
+    if n_train < 2 or n_test < 1:
+        raise ValueError(f"n_train must be >= 2 and n_test >= 1, got {n_train} and {n_test}")
+    make = TOY_DATASETS[dataset]
+    points = make(n_train, seed=seed)
+    n_val = int(round(val_fraction * n_train))
+    order = np.random.default_rng([seed, 7919]).permutation(n_train)
+    zeros = np.zeros(n_train, np.int64)
+    train = Dataset(points[order[n_val:]], zeros[n_val:], f"{dataset}-train")
+    val = Dataset(points[order[:n_val]], zeros[:n_val], f"{dataset}-val") if n_val else None
+    test_points = make(n_test, seed=seed + 1_000_003)
+    test = Dataset(test_points, np.zeros(n_test, np.int64), f"{dataset}-test")
+    desc = {"data_dir": None, "train": f"generated 2-D toy set {dataset!r}",
+            "train_size": len(train), "val_size": 0 if val is None else len(val),
+            "test_size": n_test, "val_fraction": val_fraction, "split_seed": seed}
+    return RunData(train, val, test), desc
