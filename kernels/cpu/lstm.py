@@ -1,0 +1,169 @@
+"""CPU LSTM kernels (Numba): a whole sequence forward and backward through time in one call each.
+
+Gate layout as in PyTorch: the 4H pre-activations of a step are the blocks i, f, g, o (input,
+forget, cell candidate, output gate), each of width H:
+
+    z_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh                   (N, 4H)
+    i = sigma(z_i), f = sigma(z_f), g = tanh(z_g), o = sigma(z_o)
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(c_t)
+
+The input projections W_ih x_t + b do not depend on the recurrence, so they are hoisted out of
+the time loop: :func:`lstm_sequence_forward` computes them for all T steps as one GEMM
+((T N, I) x (I, 4H)) and the recurrence kernels take the result ``xg`` (T, N, 4H). Inside the
+time loop each step is one GEMM (N, H) x (H, 4H) plus one fused elementwise pass over the gates.
+
+Backward through time (:func:`lstm_recurrence_backward`), t = T-1 ... 0, with dh, dc the
+gradients reaching h_t, c_t:
+
+    dc  = dc_{t+1 -> t} + dh * o * (1 - tanh(c_t)^2)
+    dz_i = dc * g * i (1 - i),   dz_f = dc * c_{t-1} * f (1 - f),
+    dz_g = dc * i * (1 - g^2),   dz_o = dh * tanh(c_t) * o (1 - o)
+    dh_{t-1} += dz_t W_hh,       dc_{t-1} = dc * f
+
+and afterwards, again as single GEMMs over all steps: dW_hh = sum_t dz_t^T h_{t-1},
+dx = dz W_ih, dW_ih = dz^T x, db = sum dz (:func:`lstm_sequence_backward`).
+
+Arrays only, C-contiguous, one floating dtype (float32 or float64) per call.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = ["lstm_cell_forward", "lstm_recurrence_forward", "lstm_recurrence_backward",
+           "lstm_sequence_forward", "lstm_sequence_backward"]
+
+
+@njit(cache=True)
+def _sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@njit(cache=True)
+def lstm_cell_forward(z, c_prev):
+    """One LSTM step from its pre-activations.
+
+    z: (N, 4H) pre-activations (i, f, g, o blocks); c_prev: (N, H).
+    Returns (h, c) of shape (N, H) each.
+    """
+    n_batch, h4 = z.shape
+    hid = h4 // 4
+    h = np.empty_like(c_prev)
+    c = np.empty_like(c_prev)
+    for n in range(n_batch):
+        for j in range(hid):
+            ig = _sigmoid(z[n, j])
+            fg = _sigmoid(z[n, hid + j])
+            gg = math.tanh(z[n, 2 * hid + j])
+            og = _sigmoid(z[n, 3 * hid + j])
+            cn = fg * c_prev[n, j] + ig * gg
+            c[n, j] = cn
+            h[n, j] = og * math.tanh(cn)
+    return h, c
+
+
+@njit(cache=True)
+def lstm_recurrence_forward(xg, h0, c0, w_hh_t):
+    """The recurrence over a whole sequence, input projections given.
+
+    xg: (T, N, 4H) input projections W_ih x_t + b_ih + b_hh; h0, c0: (N, H);
+    w_hh_t: (H, 4H), the transpose of weight_hh (C-contiguous).
+    Returns hs (T, N, H) (the outputs h_1..h_T), cs (T, N, H) (c_1..c_T) and acts (T, N, 4H)
+    (the gate activations i, f, g, o after their nonlinearities, for the backward).
+    """
+    steps, n_batch, h4 = xg.shape
+    hid = h4 // 4
+    hs = np.empty((steps, n_batch, hid), dtype=xg.dtype)
+    cs = np.empty((steps, n_batch, hid), dtype=xg.dtype)
+    acts = np.empty_like(xg)
+    h = h0.copy()
+    c = c0.copy()
+    for t in range(steps):
+        z = np.dot(h, w_hh_t)                                     # (N, 4H), one GEMM per step
+        for n in range(n_batch):
+            for j in range(hid):
+                ig = _sigmoid(xg[t, n, j] + z[n, j])
+                fg = _sigmoid(xg[t, n, hid + j] + z[n, hid + j])
+                gg = math.tanh(xg[t, n, 2 * hid + j] + z[n, 2 * hid + j])
+                og = _sigmoid(xg[t, n, 3 * hid + j] + z[n, 3 * hid + j])
+                cn = fg * c[n, j] + ig * gg
+                hn = og * math.tanh(cn)
+                acts[t, n, j] = ig
+                acts[t, n, hid + j] = fg
+                acts[t, n, 2 * hid + j] = gg
+                acts[t, n, 3 * hid + j] = og
+                c[n, j] = cn
+                h[n, j] = hn
+                cs[t, n, j] = cn
+                hs[t, n, j] = hn
+    return hs, cs, acts
+
+
+@njit(cache=True)
+def lstm_recurrence_backward(dhs, dc_last, acts, cs, c0, w_hh):
+    """Backward through time of :func:`lstm_recurrence_forward`.
+
+    dhs: (T, N, H) gradients reaching the outputs h_1..h_T; dc_last: (N, H) the gradient
+    reaching c_T; acts, cs: as returned by the forward; c0: (N, H); w_hh: (4H, H).
+    Returns dz (T, N, 4H) (the gradient of the pre-activations, i.e. of xg), dh0 and dc0 (N, H).
+    """
+    steps, n_batch, hid = dhs.shape
+    dz = np.empty_like(acts)
+    dh_rec = np.zeros((n_batch, hid), dtype=dhs.dtype)     # dz_{t+1} W_hh
+    dc = dc_last.copy()
+    for t in range(steps - 1, -1, -1):
+        for n in range(n_batch):
+            for j in range(hid):
+                ig = acts[t, n, j]
+                fg = acts[t, n, hid + j]
+                gg = acts[t, n, 2 * hid + j]
+                og = acts[t, n, 3 * hid + j]
+                tc = math.tanh(cs[t, n, j])
+                c_prev = cs[t - 1, n, j] if t > 0 else c0[n, j]
+                dh = dhs[t, n, j] + dh_rec[n, j]
+                dct = dc[n, j] + dh * og * (1.0 - tc * tc)
+                dz[t, n, j] = dct * gg * ig * (1.0 - ig)
+                dz[t, n, hid + j] = dct * c_prev * fg * (1.0 - fg)
+                dz[t, n, 2 * hid + j] = dct * ig * (1.0 - gg * gg)
+                dz[t, n, 3 * hid + j] = dh * tc * og * (1.0 - og)
+                dc[n, j] = dct * fg
+        dh_rec = np.dot(dz[t], w_hh)                            # (N, H), one GEMM per step
+    return dz, dh_rec, dc
+
+
+def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b):
+    """Whole-sequence LSTM forward with the input projection hoisted out of the loop.
+
+    x: (T, N, I); h0, c0: (N, H); w_ih: (4H, I); w_hh: (4H, H); b: (4H,) (b_ih + b_hh).
+    Returns hs, cs (T, N, H) and acts (T, N, 4H) (see :func:`lstm_recurrence_forward`).
+    """
+    steps, n_batch, n_in = x.shape
+    xg = np.dot(x.reshape(steps * n_batch, n_in), w_ih.T)         # one GEMM for all steps
+    xg += b
+    xg = xg.reshape(steps, n_batch, w_ih.shape[0])                # (T, N, 4H)
+    return lstm_recurrence_forward(xg, np.ascontiguousarray(h0), np.ascontiguousarray(c0),
+                                   np.ascontiguousarray(w_hh.T))
+
+
+def lstm_sequence_backward(dhs, dc_last, x, h0, c0, w_ih, w_hh, hs, cs, acts):
+    """Gradients of a whole-sequence LSTM (see :func:`lstm_sequence_forward`).
+
+    Returns dx (T, N, I), dh0, dc0 (N, H), dw_ih (4H, I), dw_hh (4H, H), db (4H,) where db is
+    the gradient of each of b_ih and b_hh.
+    """
+    steps, n_batch, n_in = x.shape
+    hid = h0.shape[1]
+    dz, dh0, dc0 = lstm_recurrence_backward(dhs, dc_last, acts, cs, c0, w_hh)
+    dz2 = dz.reshape(steps * n_batch, 4 * hid)                    # (T N, 4H)
+    h_prev = np.concatenate((h0[None], hs[:-1]), axis=0).reshape(steps * n_batch, hid)
+    dw_hh = np.dot(dz2.T, h_prev)                                 # sum_t dz_t^T h_{t-1}
+    dw_ih = np.dot(dz2.T, x.reshape(steps * n_batch, n_in))       # (4H, I)
+    dx = np.dot(dz2, w_ih).reshape(steps, n_batch, n_in)
+    db = dz2.sum(axis=0)
+    return dx, dh0, dc0, dw_ih, dw_hh, db

@@ -1,0 +1,228 @@
+"""LSTM ops with PyTorch's gate layout (van den Oord et al. 2016 use the same cell in PixelRNN).
+
+Weights as in ``torch.nn.LSTM``: ``weight_ih`` (4H, I), ``weight_hh`` (4H, H), ``bias_ih`` and
+``bias_hh`` (4H,), the 4H rows in the gate order i, f, g, o:
+
+    z = W_ih x + b_ih + W_hh h + b_hh
+    i = sigma(z_i), f = sigma(z_f), g = tanh(z_g), o = sigma(z_o)
+    c' = f * c + i * g,      h' = o * tanh(c')
+
+Three primitives:
+
+* ``LSTMCellFn(z, c)``: one step from the pre-activations (the affine part is the differentiable
+  ``linear``); its backward is written with differentiable ops, so double backward works.
+* ``LSTMSequenceFn(x, h0, c0, W_ih, W_hh, b_ih, b_hh)``: a whole sequence as one fused kernel
+  call (:func:`tinygen.kernels.cpu.lstm.lstm_sequence_forward`, input projections hoisted out of
+  the time loop as one GEMM) and one backward-through-time kernel call.
+* ``LSTMRecurrenceFn(xg, h0, c0, W_hh)``: the same recurrence when the input projections ``xg``
+  are computed by something else (PixelRNN's masked convolutions).
+
+The sequence ops' backward is the BPTT kernel, not made of differentiable ops: **double backward
+through** :func:`lstm` **and** :func:`lstm_recurrence` **is not supported** and raises a
+``RuntimeError`` when attempted (``create_graph=True``); use :func:`lstm_cell` step by step for
+higher derivatives. Since a Function has one output, the sequence ops return one packed array
+(T + 1, N, H) = [h_1, ..., h_T, c_T], which the public functions split.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function, is_grad_enabled
+from ..kernels.cpu import lstm as cpu_lstm
+from ..tensor import Tensor
+from ._util import check_tensor
+from .linalg import linear
+from .shape import cat
+
+__all__ = ["lstm_cell", "lstm", "lstm_recurrence"]
+
+
+class LSTMCellFn(Function):
+    """(z (N, 4H), c (N, H)) -> packed [h', c'] (2, N, H)."""
+
+    def forward(self, z, c):
+        h_new, c_new = cpu_lstm.lstm_cell_forward(np.ascontiguousarray(z),
+                                                  np.ascontiguousarray(c))
+        return np.stack((h_new, c_new))
+
+    def backward(self, g):
+        z, c = self.saved_input(0), self.saved_input(1)
+        hid = c.shape[-1]
+        gh, gc = g[0], g[1]
+        i = z[:, :hid].sigmoid()
+        f = z[:, hid:2 * hid].sigmoid()
+        gg = z[:, 2 * hid:3 * hid].tanh()
+        o = z[:, 3 * hid:].sigmoid()
+        tc = (f * c + i * gg).tanh()                       # tanh(c')
+        dc = gc + gh * o * (1.0 - tc * tc)                 # total gradient reaching c'
+        dz = cat([dc * gg * i * (1.0 - i),                 # dz_i
+                  dc * c * f * (1.0 - f),                  # dz_f
+                  dc * i * (1.0 - gg * gg),                # dz_g
+                  gh * tc * o * (1.0 - o)], dim=1)         # dz_o
+        return dz, dc * f
+
+
+def _no_double_backward(name):
+    if is_grad_enabled():
+        raise RuntimeError(
+            f"{name}: double backward (create_graph=True) through the fused LSTM sequence "
+            f"kernel is not supported; its backward is the BPTT kernel. Use "
+            f"tinygen.functional.lstm_cell step by step if you need higher derivatives")
+
+
+class LSTMRecurrenceFn(Function):
+    """(xg (T, N, 4H), h0, c0 (N, H), W_hh (4H, H)) -> packed [h_1..h_T, c_T] (T+1, N, H)."""
+
+    def forward(self, xg, h0, c0, w_hh):
+        hs, cs, acts = cpu_lstm.lstm_recurrence_forward(
+            np.ascontiguousarray(xg), np.ascontiguousarray(h0), np.ascontiguousarray(c0),
+            np.ascontiguousarray(w_hh.T))
+        self.hs, self.cs, self.acts = hs, cs, acts
+        return np.concatenate((hs, cs[-1:]), axis=0)
+
+    def backward(self, g):
+        _no_double_backward("lstm_recurrence")
+        xg, h0, c0, w_hh = (self.saved_input(k).data for k in range(4))
+        g = g.data
+        steps, n_batch, hid = self.hs.shape
+        dz, dh0, dc0 = cpu_lstm.lstm_recurrence_backward(
+            np.ascontiguousarray(g[:steps]), np.ascontiguousarray(g[steps]), self.acts, self.cs,
+            np.ascontiguousarray(c0), np.ascontiguousarray(w_hh))
+        dw_hh = None
+        if self.needs_input_grad[3]:
+            h_prev = np.concatenate((h0[None], self.hs[:-1]), axis=0)
+            dw_hh = Tensor._wrap(np.dot(dz.reshape(-1, 4 * hid).T, h_prev.reshape(-1, hid)))
+        return Tensor._wrap(dz), Tensor._wrap(dh0), Tensor._wrap(dc0), dw_hh
+
+
+class LSTMSequenceFn(Function):
+    """(x (T, N, I), h0, c0, W_ih, W_hh, b_ih, b_hh) -> packed [h_1..h_T, c_T] (T+1, N, H)."""
+
+    def forward(self, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        hs, cs, acts = cpu_lstm.lstm_sequence_forward(np.ascontiguousarray(x), h0, c0, w_ih,
+                                                      w_hh, b_ih + b_hh)
+        self.hs, self.cs, self.acts = hs, cs, acts
+        return np.concatenate((hs, cs[-1:]), axis=0)
+
+    def backward(self, g):
+        _no_double_backward("lstm")
+        x, h0, c0, w_ih, w_hh = (self.saved_input(k).data for k in range(5))
+        g = g.data
+        steps = self.hs.shape[0]
+        dx, dh0, dc0, dw_ih, dw_hh, db = cpu_lstm.lstm_sequence_backward(
+            np.ascontiguousarray(g[:steps]), np.ascontiguousarray(g[steps]),
+            np.ascontiguousarray(x), np.ascontiguousarray(h0), np.ascontiguousarray(c0),
+            np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh), self.hs, self.cs, self.acts)
+        db = Tensor._wrap(db)
+        return (Tensor._wrap(dx), Tensor._wrap(dh0), Tensor._wrap(dc0), Tensor._wrap(dw_ih),
+                Tensor._wrap(dw_hh), db, db)
+
+
+# -- argument checking ------------------------------------------------------------------------------
+def _check_float(op, named):
+    dtype, device = None, None
+    for name, t in named:
+        check_tensor(t, name)
+        if t.dtype.kind != "f":
+            raise TypeError(f"{op}: {name} must be floating point, got {t.dtype}")
+        if dtype is None:
+            dtype, device = t.dtype, t.device
+        elif t.dtype != dtype:
+            raise TypeError(f"{op}: {name} has dtype {t.dtype} but {named[0][0]} has {dtype}")
+        if t.device != device:
+            raise RuntimeError(f"{op}: {name} is on {t.device} but {named[0][0]} is on {device}")
+    if device != "cpu":
+        raise RuntimeError(f"{op}: only the CPU kernels exist so far, got tensors on {device}")
+
+
+def _check_weights(op, weight_ih, weight_hh, bias_ih, bias_hh, n_in=None):
+    if weight_hh.ndim != 2 or weight_hh.shape[0] != 4 * weight_hh.shape[1] or \
+            weight_hh.shape[1] < 1:
+        raise ValueError(f"{op}: weight_hh must have shape (4H, H), got {tuple(weight_hh.shape)}")
+    hid = weight_hh.shape[1]
+    if weight_ih is not None:
+        if weight_ih.ndim != 2 or weight_ih.shape[0] != 4 * hid or \
+                (n_in is not None and weight_ih.shape[1] != n_in):
+            raise ValueError(f"{op}: weight_ih must have shape (4H, I) = ({4 * hid}, "
+                             f"{n_in if n_in is not None else 'I'}) for weight_hh of shape "
+                             f"{tuple(weight_hh.shape)} and input size {n_in}, got "
+                             f"{tuple(weight_ih.shape)}")
+    for name, b in (("bias_ih", bias_ih), ("bias_hh", bias_hh)):
+        if b is not None and tuple(b.shape) != (4 * hid,):
+            raise ValueError(f"{op}: {name} must have shape ({4 * hid},) for hidden size {hid}, "
+                             f"got {tuple(b.shape)}")
+    return hid
+
+
+def _state(op, hx, n_batch, hid, like):
+    if hx is None:
+        z = Tensor._wrap(np.zeros((n_batch, hid), dtype=like.dtype))
+        return z, z
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise ValueError(f"{op}: hx must be a pair (h, c) or None, got {type(hx).__name__}")
+    h, c = hx
+    for name, t in (("hx[0] (h)", h), ("hx[1] (c)", c)):
+        check_tensor(t, name)
+        if tuple(t.shape) != (n_batch, hid):
+            raise ValueError(f"{op}: {name} must have shape ({n_batch}, {hid}) for a batch of "
+                             f"{n_batch} and hidden size {hid}, got {tuple(t.shape)}")
+    return h, c
+
+
+def _bias(b, hid, like):
+    return Tensor._wrap(np.zeros(4 * hid, dtype=like.dtype)) if b is None else b
+
+
+# -- public functions -------------------------------------------------------------------------------
+def lstm_cell(input, hx, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """One LSTM step (``torch.nn.LSTMCell``): input (N, I), hx = (h, c) each (N, H) or None
+    (zeros). Returns ``(h', c')``, each (N, H). Differentiable to any order."""
+    check_tensor(input, "input")
+    if input.ndim != 2:
+        raise ValueError(f"lstm_cell: input must have shape (N, I), got {tuple(input.shape)}")
+    hid = _check_weights("lstm_cell", weight_ih, weight_hh, bias_ih, bias_hh, input.shape[1])
+    h, c = _state("lstm_cell", hx, input.shape[0], hid, input)
+    _check_float("lstm_cell", [("input", input), ("weight_ih", weight_ih),
+                               ("weight_hh", weight_hh), ("h", h), ("c", c)] +
+                 [(n, b) for n, b in (("bias_ih", bias_ih), ("bias_hh", bias_hh)) if b is not None])
+    z = linear(input, weight_ih, bias_ih) + linear(h, weight_hh, bias_hh)    # (N, 4H)
+    out = LSTMCellFn.apply(z, c)                                             # (2, N, H)
+    return out[0], out[1]
+
+
+def lstm(input, hx, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """One LSTM layer over a whole sequence, time-major: input (T, N, I), hx = (h0, c0) each
+    (N, H) or None (zeros). Returns ``(output (T, N, H), (h_n, c_n))``.
+
+    Forward and backward through time are single fused kernel calls; first derivatives only
+    (``create_graph=True`` raises, see the module docstring)."""
+    check_tensor(input, "input")
+    if input.ndim != 3 or input.shape[0] < 1:
+        raise ValueError(f"lstm: input must have shape (T, N, I) with T >= 1, got "
+                         f"{tuple(input.shape)}")
+    hid = _check_weights("lstm", weight_ih, weight_hh, bias_ih, bias_hh, input.shape[2])
+    h0, c0 = _state("lstm", hx, input.shape[1], hid, input)
+    b_ih, b_hh = _bias(bias_ih, hid, input), _bias(bias_hh, hid, input)
+    _check_float("lstm", [("input", input), ("weight_ih", weight_ih), ("weight_hh", weight_hh),
+                          ("h0", h0), ("c0", c0), ("bias_ih", b_ih), ("bias_hh", b_hh)])
+    steps = input.shape[0]
+    packed = LSTMSequenceFn.apply(input, h0, c0, weight_ih, weight_hh, b_ih, b_hh)  # (T+1, N, H)
+    return packed[:steps], (packed[steps - 1], packed[steps])
+
+
+def lstm_recurrence(xg, hx, weight_hh):
+    """The LSTM recurrence given the input projections ``xg`` (T, N, 4H) = W_ih x_t + biases
+    (computed by the caller, e.g. as a convolution). hx = (h0, c0) each (N, H) or None. Returns
+    ``(output (T, N, H), (h_n, c_n))``; first derivatives only (like :func:`lstm`)."""
+    check_tensor(xg, "xg")
+    hid = _check_weights("lstm_recurrence", None, weight_hh, None, None)
+    if xg.ndim != 3 or xg.shape[0] < 1 or xg.shape[2] != 4 * hid:
+        raise ValueError(f"lstm_recurrence: xg must have shape (T, N, 4H) = (T, N, {4 * hid}) "
+                         f"with T >= 1 for weight_hh of shape {tuple(weight_hh.shape)}, got "
+                         f"{tuple(xg.shape)}")
+    h0, c0 = _state("lstm_recurrence", hx, xg.shape[1], hid, xg)
+    _check_float("lstm_recurrence", [("xg", xg), ("weight_hh", weight_hh), ("h0", h0),
+                                     ("c0", c0)])
+    steps = xg.shape[0]
+    packed = LSTMRecurrenceFn.apply(xg, h0, c0, weight_hh)                   # (T+1, N, H)
+    return packed[:steps], (packed[steps - 1], packed[steps])
