@@ -53,12 +53,12 @@ LOG_PRIOR_Y = -math.log(N_CLASSES)            # log p(y) for the uniform Cat(1/1
 
 
 def labelled_indices(labels: np.ndarray, n_labels: int, seed: int) -> np.ndarray:
-    """``n_labels`` indices, balanced over the classes (n_labels / 10 each), seeded."""
-    classes = np.unique(labels)
-    if n_labels < len(classes) or n_labels % len(classes):
-        raise ValueError(f"labels must be a positive multiple of the {len(classes)} classes, "
+    """``n_labels`` indices, balanced over the 10 classes (n_labels / 10 each), seeded."""
+    classes = np.arange(N_CLASSES)
+    if n_labels < N_CLASSES or n_labels % N_CLASSES:
+        raise ValueError(f"labels must be a positive multiple of the {N_CLASSES} classes, "
                          f"got {n_labels}")
-    per_class = n_labels // len(classes)
+    per_class = n_labels // N_CLASSES
     rng = np.random.default_rng([seed, 2014])
     picked = []
     for c in classes:
