@@ -8,14 +8,20 @@ One :class:`~tinygen.autograd.Function` per primitive, forward and backward side
 * :mod:`.linalg`      -- matmul, linear, dropout, batch_norm
 * :mod:`.loss`        -- the losses
 * :mod:`.conv`        -- conv1d/conv2d and their transposes
+* :mod:`.lstm`        -- LSTM cell and whole-sequence LSTM (fused kernels)
+* :mod:`.coupling`    -- the affine coupling of Real NVP (fused kernel)
 """
 from .conv import *  # noqa: F401,F403
 from .conv import __all__ as _c
+from .coupling import *  # noqa: F401,F403
+from .coupling import __all__ as _cp
 from .elementwise import *  # noqa: F401,F403
 from .elementwise import __all__ as _e
 from .linalg import *  # noqa: F401,F403
 from .linalg import __all__ as _l
 from .loss import *  # noqa: F401,F403
+from .lstm import *  # noqa: F401,F403
+from .lstm import __all__ as _lstm
 from .loss import __all__ as _o
 from .reduction import *  # noqa: F401,F403
 from .reduction import __all__ as _r
@@ -23,4 +29,4 @@ from .shape import *  # noqa: F401,F403
 from .shape import __all__ as _s
 from .shape import _index_arrays  # noqa: F401  (used by Tensor.__setitem__)
 
-__all__ = _c + _e + _l + _o + _r + _s
+__all__ = _c + _cp + _e + _l + _o + _r + _s + _lstm
