@@ -263,7 +263,8 @@ class DequantizeLogit(Module):
         return y, logdet - d * math.log(self.levels)
 
     def inverse(self, y):
-        """The pixel levels x (an array) of the logit-space point y."""
+        """The pixel levels x (an array) of the logit-space point y (exact unless v lies
+        within rounding error of a bin edge, where the logit round trip can cross it)."""
         return self.quantize(self.inverse_continuous(y))
 
     def extra_repr(self):
