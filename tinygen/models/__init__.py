@@ -5,3 +5,8 @@ from .pca import PCA, principal_angles  # noqa: F401
 from .autoencoders import (Autoencoder, ConvAutoencoder, ContractiveAutoencoder,  # noqa: F401
                            DenoisingAutoencoder, LinearAutoencoder, MLPAutoencoder)
 from .sdae import StackedDenoisingAutoencoder  # noqa: F401
+from .flows import MultiScaleFlow, NVPNet, NVPToy, RealNVP  # noqa: F401
+from .vae import ConditionalVAE, ConvVAE, MLPVAE, ToyVAE, VAE, VanillaVAE  # noqa: F401
+from .semisupervised import M1, M1M2, M2  # noqa: F401
+from .classifier import MNISTClassifier  # noqa: F401
+from .gan import DCGAN, GAN, ConditionalDCGAN, MLPGAN  # noqa: F401

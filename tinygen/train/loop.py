@@ -15,6 +15,12 @@ training set with Adam, and after every epoch
 interrupted and resumed produces the same loss curve as an uninterrupted one (on the CPU; the
 metrics file is cut back to the checkpoint's step first). A loss that is NaN or infinite stops
 training with :class:`TrainingDiverged`, naming the step and the last good checkpoint.
+
+A phase normally gives a ``loss`` and the trainer does ``zero_grad -> backward -> step`` with one
+Adam. A phase that needs its own update (a GAN: a discriminator step, then a generator step,
+each with its own Adam) gives ``optimizers`` (name -> :class:`OptimizerSpec`) and ``step``
+instead; the trainer builds the optimizers, calls ``step(batch, rng, optimizers)`` once per
+batch and saves every optimizer's state in the checkpoints.
 """
 from __future__ import annotations
 
@@ -65,6 +71,14 @@ class TrainConfig:
 
 
 @dataclass
+class OptimizerSpec:
+    """One named Adam optimizer of a phase with its own ``step``."""
+    parameters: Callable[[], list]                # the parameters it updates
+    lr: Optional[float] = None                    # None: the phase's lr, else TrainConfig.lr
+    betas: tuple = (0.9, 0.999)                   # Adam (beta1, beta2); DCGAN uses (0.5, 0.999)
+
+
+@dataclass
 class Phase:
     """One stage of training.
 
@@ -73,14 +87,34 @@ class Phase:
     checkpoints) and returns ``(loss, stats)`` with ``stats`` a dict of floats to log.
     ``evaluate()`` returns validation metrics (floats); ``select`` names the one to minimize
     for ``best.ckpt`` (None: keep the last).
+
+    Alternatively ``step(batch, rng, optimizers)`` does the whole update itself with the
+    optimizers built from ``optimizers`` (a dict name -> :class:`OptimizerSpec`; ``step`` gets
+    a dict name -> Adam) and returns the stats to log, which must hold ``loss`` (a float); every
+    value is checked to be finite. ``parameters`` and ``loss`` are then unused (may be None).
+    ``after_epoch(epoch, out_dir)`` (optional) runs after each epoch's evaluation, without
+    gradients and in evaluation mode, e.g. to save a sample grid in the run's directory;
+    ``epoch`` counts from 1.
     """
     name: str
-    parameters: Callable[[], list]
-    loss: Callable
+    parameters: Optional[Callable[[], list]] = None
+    loss: Optional[Callable] = None
     epochs: Optional[int] = None      # None: TrainConfig.epochs
     lr: Optional[float] = None        # None: TrainConfig.lr
     evaluate: Optional[Callable[[], dict]] = None
     select: Optional[str] = None
+    step: Optional[Callable] = None                   # step(batch, rng, optimizers) -> stats
+    optimizers: Optional[dict] = None                 # name -> OptimizerSpec, with ``step``
+    after_epoch: Optional[Callable[[int, str], None]] = None
+
+    def __post_init__(self):
+        if self.step is None:
+            if self.loss is None or self.parameters is None:
+                raise ValueError(f"phase {self.name!r}: give parameters and loss, or step and "
+                                 f"optimizers")
+        elif not self.optimizers:
+            raise ValueError(f"phase {self.name!r}: a step needs optimizers (name -> "
+                             f"OptimizerSpec), got {self.optimizers!r}")
 
 
 @dataclass
@@ -113,7 +147,8 @@ class Trainer:
         self.best_path = os.path.join(self.out, "best.ckpt")
         self.rng = np.random.default_rng([config.seed, 1])
         self.state = _State()
-        self.optimizer = None
+        self.optimizer = None      # the phase's Adam (phases with a loss)
+        self.optimizers = None     # name -> Adam (phases with their own step)
         self.history = []          # the records written to metrics.jsonl in this process
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -124,6 +159,8 @@ class Trainer:
             "train_config": asdict(self.config),
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "optimizers": ({k: o.state_dict() for k, o in self.optimizers.items()}
+                           if self.optimizers is not None else None),
             "trainer": asdict(self.state),
             "rng": {"tinygen": tg_random.get_rng_state(), "numpy": self.rng.bit_generator.state},
             "extra": self.extra,
@@ -181,10 +218,28 @@ class Trainer:
             if index < self.state.phase:
                 continue
             epochs = self.config.epochs if phase.epochs is None else phase.epochs
-            params = list(phase.parameters())
-            self.optimizer = Adam(params, lr=self.config.lr if phase.lr is None else phase.lr)
-            if ckpt is not None and index == self.state.phase and ckpt["optimizer"] is not None:
-                self.optimizer.load_state_dict(ckpt["optimizer"])
+            lr = self.config.lr if phase.lr is None else phase.lr
+            resuming = ckpt is not None and index == self.state.phase
+            if phase.step is None:
+                params = list(phase.parameters())
+                self.optimizer, self.optimizers = Adam(params, lr=lr), None
+                if resuming and ckpt["optimizer"] is not None:
+                    self.optimizer.load_state_dict(ckpt["optimizer"])
+            else:
+                params = None
+                self.optimizer = None
+                self.optimizers = {k: Adam(list(spec.parameters()),
+                                           lr=lr if spec.lr is None else spec.lr,
+                                           betas=tuple(spec.betas))
+                                   for k, spec in phase.optimizers.items()}
+                saved = ckpt.get("optimizers") if resuming else None
+                if saved is not None:
+                    if set(saved) != set(self.optimizers):
+                        raise ValueError(f"--resume: the checkpoint has optimizers "
+                                         f"{sorted(saved)}, phase {phase.name!r} has "
+                                         f"{sorted(self.optimizers)}")
+                    for k, opt in self.optimizers.items():
+                        opt.load_state_dict(saved[k])
             ckpt = None
             batches = BatchIterator(*self.train_arrays, batch_size=self.config.batch_size,
                                     shuffle=True, seed=self.config.seed * 1000 + index)
@@ -211,18 +266,21 @@ class Trainer:
         for batch in bar:
             t0 = time.perf_counter()
             batch_t = tuple(tensor(a, device=device) for a in batch)
-            loss, stats = phase.loss(batch_t, self.rng)
-            value = float(loss)
-            if not math.isfinite(value):
-                where = (f"the last good checkpoint is {self.last_path}"
-                         if os.path.exists(self.last_path) else "no checkpoint was written yet")
-                raise TrainingDiverged(
-                    f"training stopped: the {phase.name} loss is {value} at step "
-                    f"{self.state.step + 1} (epoch {self.state.epoch + 1}); {where}. Try a "
-                    f"smaller --lr.")
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
+            if phase.step is None:
+                loss, stats = phase.loss(batch_t, self.rng)
+                value = float(loss)
+                self._check_finite(phase, "loss", value)
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+            else:
+                stats = dict(phase.step(batch_t, self.rng, self.optimizers))
+                if "loss" not in stats:
+                    raise ValueError(f"phase {phase.name!r}: step() must return stats with a "
+                                     f"'loss' entry, got keys {sorted(stats)}")
+                for k, v in stats.items():
+                    self._check_finite(phase, k, float(v))
+                value = float(stats.pop("loss"))
             self.state.step += 1
             n = len(batch[0])
             total, count, seen = total + value * n, count + n, seen + n
@@ -242,6 +300,15 @@ class Trainer:
         self._epoch_summary = {"kind": "epoch", "phase": phase.name, "epoch": self.state.epoch + 1,
                                "step": self.state.step, "loss": total / max(count, 1),
                                "images_per_s": seen / seconds, "seconds": seconds}
+
+    def _check_finite(self, phase, what, value):
+        if not math.isfinite(value):
+            where = (f"the last good checkpoint is {self.last_path}"
+                     if os.path.exists(self.last_path) else "no checkpoint was written yet")
+            raise TrainingDiverged(
+                f"training stopped: the {phase.name} {what} is {value} at step "
+                f"{self.state.step + 1} (epoch {self.state.epoch + 1}); {where}. Try a "
+                f"smaller --lr.")
 
     def _end_of_epoch(self, phase):
         summary = self._epoch_summary
@@ -263,6 +330,11 @@ class Trainer:
                 if best is None or value < best:
                     self.state.best[phase.name] = value
                     improved = True
+        if phase.after_epoch is not None:
+            self.model.eval()
+            with no_grad():
+                phase.after_epoch(summary["epoch"], self.out)
+            self.model.train()
         print(line, flush=True)
         payload = self.checkpoint_payload()
         save_checkpoint(self.last_path, payload)

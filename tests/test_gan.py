@@ -1,0 +1,296 @@
+"""GAN, DCGAN, conditional DCGAN and the trainer's own-step phases (several optimizers).
+
+The losses are checked against their closed forms in float64 (with the harness: central
+differences, second order, PyTorch's BCE as the oracle); the models for shapes and ranges, the
+k-discriminator-steps rhythm, exact resume with two Adam states, the NaN stop, and short
+trainings whose losses move and whose per-epoch pictures are written.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinygen
+from harness import arrays, check_op, torch
+from tinygen.data import Dataset
+from tinygen.models.base import RunData
+from tinygen.models.gan import ConditionalDCGAN, DCGAN, GANConfig, MLPGAN
+from tinygen.train import Phase, Trainer, TrainConfig, TrainingDiverged
+from tinygen.train.checkpoint import load_checkpoint
+from tinygen.train.loop import OptimizerSpec
+
+
+def _log_sigmoid(x):
+    return -np.logaddexp(0.0, -x)
+
+
+# -- the losses -------------------------------------------------------------------------------------
+@settings(max_examples=15)
+@given(st.integers(1, 6), st.integers(0, 2**16))
+def test_discriminator_loss_is_the_negative_value_function(n, seed):
+    """L_D = -[mean log D(x) + mean log(1 - D(G(z)))] with D = sigmoid(logit)."""
+    model = MLPGAN(GANConfig(dataset="moons", hidden=4, latent_dim=2))
+    rng = np.random.default_rng(seed)
+    real, fake = rng.uniform(-4, 4, n), rng.uniform(-4, 4, n)
+
+    def ref(r, f):
+        return -(np.mean(_log_sigmoid(r)) + np.mean(_log_sigmoid(-f)))   # log(1 - s(f)) = ls(-f)
+
+    tfn = None
+    if torch is not None:
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        tfn = lambda r, f: bce(r, torch.ones_like(r)) + bce(f, torch.zeros_like(f))  # noqa: E731
+    check_op(model.d_loss, [real, fake], reference=ref, torch_fn=tfn)
+
+
+@pytest.mark.parametrize("loss", ["minimax", "non-saturating"])
+@settings(max_examples=10)
+@given(logits=arrays((5,), low=-5, high=5))
+def test_generator_losses(loss, logits):
+    """minimax: mean log(1 - D(G(z))); non-saturating: -mean log D(G(z))."""
+    model = MLPGAN(GANConfig(dataset="moons", hidden=4, latent_dim=2, loss=loss))
+    if loss == "minimax":
+        ref = lambda f: np.mean(_log_sigmoid(-f))                             # noqa: E731
+    else:
+        ref = lambda f: -np.mean(_log_sigmoid(f))                             # noqa: E731
+    check_op(model.g_loss, [logits], reference=ref)
+
+
+def test_minimax_loss_saturates_where_the_non_saturating_one_does_not():
+    """Goodfellow et al.: when D rejects G(z) confidently (logit -> -inf) the minimax loss's
+    gradient vanishes, the non-saturating loss's tends to -1/n per sample."""
+    grads = {}
+    for loss in ("minimax", "non-saturating"):
+        model = MLPGAN(GANConfig(dataset="moons", hidden=4, latent_dim=2, loss=loss))
+        logit = tinygen.tensor(np.full(4, -8.0), requires_grad=True)
+        model.g_loss(logit).backward()
+        grads[loss] = logit.grad.numpy()
+    np.testing.assert_allclose(grads["minimax"], -1 / (1 + np.exp(8.0)) / 4, rtol=1e-10)
+    np.testing.assert_allclose(grads["non-saturating"], -(1 - 1 / (1 + np.exp(8.0))) / 4,
+                               rtol=1e-10)
+    assert np.all(np.abs(grads["non-saturating"]) > 1000 * np.abs(grads["minimax"]))
+
+
+# -- shapes and ranges -------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls,options", [(MLPGAN, {"hidden": 16}),
+                                         (DCGAN, {"channels": 4, "latent_dim": 8}),
+                                         (ConditionalDCGAN, {"channels": 4, "latent_dim": 8})])
+def test_image_generators_shapes_and_ranges(cls, options):
+    model = cls(cls.Config(**options))
+    model.eval()
+    x = model.sample(7, np.random.default_rng(0))
+    assert x.shape == (7, 1, 28, 28) and x.dtype == np.float32
+    assert x.min() >= 0 and x.max() <= 1 and x.std() > 0
+    with tinygen.no_grad():
+        y = tinygen.tensor(model.one_hot(np.arange(7) % 10)) if model.conditional else None
+        logits = model.D_logit(model.to_d_input(tinygen.tensor(x)), y)
+    assert logits.shape == (7,)
+    inter = model.interpolate(model.latents(3, np.random.default_rng(1)),
+                              model.latents(3, np.random.default_rng(2)), steps=5,
+                              labels=np.arange(3) if model.conditional else None)
+    assert inter.shape == (3, 5, 1, 28, 28)
+    # the interpolation's ends are the samples of the end latents
+    z0 = model.latents(3, np.random.default_rng(1))
+    np.testing.assert_allclose(inter[:, 0], model.generate(
+        z0, np.arange(3) if model.conditional else None), atol=1e-6)
+
+
+def test_toy_gan_samples_points():
+    model = MLPGAN(GANConfig(dataset="rings", hidden=8, latent_dim=3))
+    pts = model.sample(11, np.random.default_rng(0))
+    assert pts.shape == (11, 2) and np.isfinite(pts).all()
+
+
+def test_conditional_generator_uses_the_label():
+    model = ConditionalDCGAN(ConditionalDCGAN.Config(channels=4, latent_dim=8))
+    model.eval()
+    z = np.repeat(model.latents(1, np.random.default_rng(0)), 10, axis=0)
+    x = model.generate(z, np.arange(10))
+    assert np.abs(x[0] - x[1]).max() > 1e-4            # same z, different digit
+
+
+@pytest.mark.parametrize("bad,msg", [({"dataset": "spirals"}, "dataset must be"),
+                                     ({"loss": "wasserstein"}, "loss must be one of"),
+                                     ({"d_steps": 0}, "d_steps must be >= 1"),
+                                     ({"latent_dim": 0}, "latent_dim must be >= 1")])
+def test_gan_config_is_validated(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        MLPGAN(GANConfig(**bad))
+
+
+def test_bad_latents_and_labels_are_refused():
+    model = ConditionalDCGAN(ConditionalDCGAN.Config(channels=2, latent_dim=4))
+    with pytest.raises(ValueError, match=r"z must have shape \(N, 4\), got \(3, 5\)"):
+        model.generate(np.zeros((3, 5)), np.zeros(3, int))
+    with pytest.raises(ValueError, match=r"labels must have shape \(3,\)"):
+        model.generate(np.zeros((3, 4)), np.zeros(2, int))
+
+
+# -- the k discriminator steps -----------------------------------------------------------------------
+def test_generator_steps_once_per_k_discriminator_steps():
+    model = MLPGAN(GANConfig(dataset="moons", hidden=8, latent_dim=2, d_steps=3))
+    opts = {"discriminator": tinygen.optim.Adam(model.discriminator.parameters(), lr=1e-2),
+            "generator": tinygen.optim.Adam(model.generator.parameters(), lr=1e-2)}
+    rng = np.random.default_rng(0)
+    batch = (tinygen.tensor(rng.normal(size=(16, 2)).astype(np.float32)),
+             tinygen.tensor(np.zeros(16, np.int64)))
+    g_moved, d_moved = [], []
+    for _ in range(6):
+        g0 = [p.numpy().copy() for p in model.generator.parameters()]
+        d0 = [p.numpy().copy() for p in model.discriminator.parameters()]
+        stats = model.train_step(batch, rng, opts)
+        g_moved.append(any(np.any(a != p.numpy()) for a, p in zip(g0, model.generator.parameters())))
+        d_moved.append(any(np.any(a != p.numpy()) for a, p in zip(d0, model.discriminator.parameters())))
+        assert ("g_loss" in stats) == g_moved[-1]
+        assert 0 < stats["d_real"] < 1 and 0 < stats["d_fake"] < 1
+    assert d_moved == [True] * 6
+    assert g_moved == [False, False, True, False, False, True]
+
+
+# -- the trainer with several optimizers -------------------------------------------------------------
+def _toy_data(n=96, seed=0):
+    from tinygen.data import TOY_DATASETS
+    pts = TOY_DATASETS["moons"](n, seed=seed)
+    return RunData(Dataset(pts, np.zeros(n, np.int64), "moons"),
+                   Dataset(pts[:32], np.zeros(32, np.int64), "moons-val"))
+
+
+def _train_toy_gan(out, epochs, resume=None, seed=5, **options):
+    tinygen.manual_seed(seed)
+    model = MLPGAN(GANConfig(dataset="moons", hidden=16, latent_dim=2, d_steps=2, **options))
+    data = _toy_data()
+    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=2e-3, seed=seed, out=str(out),
+                      log_every=1, progress=False)
+    trainer = Trainer(model, model.phases(data), (data.train.images, data.train.labels), cfg)
+    trainer.fit(resume=resume)
+    return model, trainer
+
+
+def _records(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_gan_phase_checkpoints_both_optimizers_with_their_betas(tmp_path):
+    model, trainer = _train_toy_gan(tmp_path, epochs=2)
+    assert trainer.optimizer is None and set(trainer.optimizers) == {"discriminator", "generator"}
+    for opt in trainer.optimizers.values():
+        assert opt.param_groups[0]["betas"] == (0.5, 0.999)
+    ckpt = load_checkpoint(tmp_path / "last.ckpt")
+    assert set(ckpt["optimizers"]) == {"discriminator", "generator"}
+    assert ckpt["optimizer"] is None
+    # 3 batches per epoch, d_steps 2: 6 discriminator steps, generator steps after 2, 4, 6
+    assert ckpt["state_dict"]["d_steps_done"] == 6
+    recs = _records(tmp_path)
+    train = [r for r in recs if r["kind"] == "train"]
+    assert [("g_loss" in r) for r in train] == [False, True] * 3
+    assert all({"d_loss", "d_real", "d_fake"} <= set(r) for r in train)
+    assert [r["epoch"] for r in recs if r["kind"] == "val"] == [1, 2]
+    assert sorted(p for p in os.listdir(tmp_path) if p.startswith("samples_epoch")) == \
+        ["samples_epoch_001.png", "samples_epoch_002.png"]
+
+
+def test_gan_resume_reproduces_the_uninterrupted_run(tmp_path):
+    full, _ = _train_toy_gan(tmp_path / "full", epochs=4)
+    _train_toy_gan(tmp_path / "part", epochs=1)       # 3 batches: stops mid-rhythm (d_steps 2)
+    resumed, _ = _train_toy_gan(tmp_path / "part", epochs=4,
+                                resume=tmp_path / "part" / "last.ckpt", seed=99)
+    a, b = _records(tmp_path / "full"), _records(tmp_path / "part")
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+        for key in ("loss", "g_loss", "d_real", "d_fake"):
+            assert ra.get(key) == rb.get(key)
+    for (name, p), (_, q) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
+
+
+def test_nan_in_a_step_stat_stops_training(tmp_path):
+    model = MLPGAN(GANConfig(dataset="moons", hidden=8, latent_dim=2))
+    calls = {"n": 0}
+
+    def step(batch, rng, optimizers):
+        calls["n"] += 1
+        stats = model.train_step(batch, rng, optimizers)
+        if calls["n"] == 5:
+            stats["g_loss"] = float("nan")
+        return stats
+    phase = model.phases(_toy_data())[0]
+    phase.step = step
+    cfg = TrainConfig(epochs=3, batch_size=32, out=str(tmp_path), progress=False)
+    data = _toy_data()
+    with pytest.raises(TrainingDiverged, match=r"g_loss is nan at step 5 \(epoch 2\).*last.ckpt"):
+        Trainer(model, [phase], (data.train.images, data.train.labels), cfg).fit()
+    assert load_checkpoint(tmp_path / "last.ckpt")["trainer"]["step"] == 3
+
+
+def test_phase_needs_a_loss_or_a_step_with_optimizers():
+    with pytest.raises(ValueError, match="give parameters and loss, or step and optimizers"):
+        Phase("p")
+    with pytest.raises(ValueError, match="a step needs optimizers"):
+        Phase("p", step=lambda b, r, o: {"loss": 0.0})
+    model = MLPGAN(GANConfig(dataset="moons", hidden=4, latent_dim=2))
+    phase = Phase("p", step=lambda b, r, o: {"d": 1.0},
+                  optimizers={"d": OptimizerSpec(model.parameters)})
+    data = _toy_data()
+    trainer = Trainer(model, [phase], (data.train.images, data.train.labels),
+                      TrainConfig(epochs=1, out="/tmp/unused-tinygen-test", progress=False))
+    with pytest.raises(ValueError, match="must return stats with a 'loss' entry"):
+        trainer.fit()
+
+
+# -- short trainings ---------------------------------------------------------------------------------
+def test_toy_gan_learns_the_eight_gaussians(tmp_path):
+    """A few epochs on the eight Gaussians: the samples' Gaussian fit approaches the data's
+    (frechet_2d) far below the untrained generator's."""
+    from tinygen.train.run import load_toy_data
+    tinygen.manual_seed(0)
+    model = MLPGAN(GANConfig(dataset="8gaussians", hidden=64, latent_dim=4))
+    data, _ = load_toy_data("8gaussians", n_train=1000, n_test=500)
+    before = model.evaluate(data.test)["frechet_2d"]
+    cfg = TrainConfig(epochs=15, batch_size=50, lr=1e-3, out=str(tmp_path), progress=False)
+    Trainer(model, model.phases(data), (data.train.images, data.train.labels), cfg).fit()
+    model.eval()
+    after = model.evaluate(data.test)
+    assert after["frechet_2d"] < 0.25 * before, (before, after)
+    assert 0 < after["d_real"] < 1 and 0 < after["d_fake"] < 1
+    epochs = [r for r in _records(tmp_path) if r["kind"] == "epoch"]
+    assert len(epochs) == 15 and epochs[0]["loss"] != epochs[-1]["loss"]
+
+
+@pytest.mark.parametrize("cls", [DCGAN, ConditionalDCGAN])
+def test_dcgan_short_training_moves_and_writes_pictures(cls, tmp_path, capsys):
+    from tinygen.data import load_mnist
+    tinygen.manual_seed(0)
+    digits = load_mnist("train", None)
+    pick = np.random.default_rng(0).choice(len(digits), 160, replace=False)
+    train = digits.subset(pick[:128])
+    val = digits.subset(pick[128:])
+    model = cls(cls.Config(channels=4, latent_dim=8, eval_samples=50, classifier=""))
+    g0 = model.sample(16, np.random.default_rng(0))
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=2e-3, out=str(tmp_path), log_every=1,
+                      progress=False)
+    data = RunData(train, val)
+    Trainer(model, model.phases(data), (train.images, train.labels), cfg).fit()
+    model.eval()
+    g1 = model.sample(16, np.random.default_rng(0))
+    assert g1.shape == (16, 1, 28, 28) and 0 <= g1.min() and g1.max() <= 1
+    assert np.abs(g1 - g0).mean() > 1e-3                          # the generator moved
+    train_recs = [r for r in _records(tmp_path) if r["kind"] == "train"]
+    assert len(train_recs) == 8
+    assert all(np.isfinite(r["g_loss"]) and 0 < r["d_real"] < 1 for r in train_recs)
+    assert train_recs[0]["loss"] != train_recs[-1]["loss"]
+    assert os.path.exists(tmp_path / "samples_epoch_002.png")
+    model._train_images = train.images
+    paths = model.pictures(str(tmp_path), val, np.random.default_rng(0))
+    assert [os.path.basename(p) for p in paths] == ["samples.png", "interpolations.png",
+                                                    "nearest_train.png"]
+    from PIL import Image
+    w, h = Image.open(paths[0]).size
+    assert (w, h) == ((2 + 10 * 30) * 2, (2 + 10 * 30) * 2)        # 10 x 10 tiles (a row per digit)
+    # no classifier named: the scores say what is missing instead of failing
+    metrics = model.evaluate(val)
+    assert set(metrics) == {"d_real", "d_fake"}
+    assert "no classifier checkpoint" in capsys.readouterr().err

@@ -1,0 +1,113 @@
+"""A small MNIST classifier trained with tinygen: the judge that scores the generative models.
+
+The lecture (``002_72dd553d15c23626.txt``) evaluates generators by what a classifier makes of
+their samples; :mod:`tinygen.models.scoring` uses this network for the class coverage of samples
+(the histogram of predicted labels and its entropy) and for a Fréchet distance between its
+penultimate features of two image sets.
+
+Network (images (N, 1, 28, 28) in [0, 1]):
+
+    1x28x28  Conv2d(1, C, 5, padding 2)            -> Cx28x28, ReLU
+    Cx28x28  Conv2d(C, 2C, 4, stride 2, padding 1) -> 2Cx14x14, ReLU
+    2Cx14x14 Conv2d(2C, 2C, 4, stride 2, padding 1) -> 2Cx7x7, ReLU
+    flatten  Linear(2C*49, H), ReLU                -> H       (the penultimate features phi(x))
+    Dropout, Linear(H, 10)                         -> logits
+
+trained with the cross-entropy  - log softmax(f(x))_y  on digits shifted at random by up to
+``shift`` pixels (data augmentation: 5,000 training digits are few for a CNN).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import functional as F
+from .. import nn
+from ..train.loop import Phase
+from .base import GenerativeModel, register
+
+
+@dataclass
+class ClassifierConfig:
+    channels: int = 32      # C, channels of the first convolution (2C after it)
+    hidden: int = 128       # H, width of the penultimate layer (the features of the FID)
+    dropout: float = 0.3    # dropout before the last layer, training only
+    shift: int = 2          # random translations of the training digits by up to this many px
+
+
+def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Translate each image of ``x`` (N, C, H, W) by its own random (dy, dx) in
+    [-max_shift, max_shift]^2, filling with zeros (the MNIST background)."""
+    if max_shift == 0:
+        return x
+    n, _, h, w = x.shape
+    s = max_shift
+    padded = np.pad(x, ((0, 0), (0, 0), (s, s), (s, s)))             # (N, C, H+2s, W+2s)
+    dy = rng.integers(0, 2 * s + 1, size=n)
+    dx = rng.integers(0, 2 * s + 1, size=n)
+    out = np.empty_like(x)
+    for i in range(n):
+        out[i] = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    return out
+
+
+@register
+class MNISTClassifier(GenerativeModel):
+    """The digit classifier ``classifier``: :meth:`features` gives the penultimate activations
+    phi(x) (N, H), :meth:`predict` the labels. ``evaluate`` reports the error rate."""
+    model_name = "classifier"
+    description = "small MNIST CNN (the judge of the generators: class coverage, Fréchet distance)"
+    Config = ClassifierConfig
+    train_defaults = {"epochs": 30, "lr": 1e-3, "batch_size": 100}
+    select = "error"
+    can_sample = False
+
+    def __init__(self, config=None):
+        super().__init__(config or ClassifierConfig())
+        c = self.config
+        if c.channels < 1 or c.hidden < 1:
+            raise ValueError(f"channels and hidden must be >= 1, got {c.channels} and {c.hidden}")
+        if not 0 <= c.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {c.dropout}")
+        if not 0 <= c.shift <= 8:
+            raise ValueError(f"shift must be in [0, 8], got {c.shift}")
+        ch = c.channels
+        self.body = nn.Sequential(
+            nn.Conv2d(1, ch, 5, padding=2), nn.ReLU(),                      # -> C x 28 x 28
+            nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.ReLU(),       # -> 2C x 14 x 14
+            nn.Conv2d(2 * ch, 2 * ch, 4, stride=2, padding=1), nn.ReLU(),   # -> 2C x 7 x 7
+            nn.Flatten(),                                                   # -> 2C*49
+            nn.Linear(2 * ch * 49, c.hidden), nn.ReLU())                    # -> H
+        self.head = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(c.hidden, 10))
+
+    def features(self, x):
+        """phi(x): the penultimate activations (N, H) of images x (N, 1, 28, 28)."""
+        return self.body(x)
+
+    def forward(self, x):
+        """Logits (N, 10)."""
+        return self.head(self.body(x))
+
+    def training_loss(self, batch, rng):
+        x = self.as_tensor(random_shift(batch[0].numpy(), self.config.shift, rng))
+        return F.cross_entropy(self(x), batch[1]), {}       # - mean log softmax(f(x))_y
+
+    def phases(self, data):
+        return [Phase("train", self.parameters, self.training_loss,
+                      evaluate=(lambda: self.evaluate(data.val)) if data.val is not None else None,
+                      select=self.select)]
+
+    def logits(self, images) -> np.ndarray:
+        """Logits (N, 10) of NumPy images (N, 1, 28, 28), in batches, without gradients."""
+        parts = [out for out, _ in self.batched(lambda x: self(self.as_tensor(x)).numpy(),
+                                                images)]
+        return np.concatenate(parts) if parts else np.zeros((0, 10), np.float32)
+
+    def predict(self, images) -> np.ndarray:
+        """Predicted labels (N,) int64."""
+        return self.logits(images).argmax(axis=1).astype(np.int64)
+
+    def evaluate(self, dataset):
+        """``error``: the fraction of misclassified digits of ``dataset``."""
+        return {"error": float(np.mean(self.predict(dataset.images) != dataset.labels))}
