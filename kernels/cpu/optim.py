@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
-__all__ = ["adam_update", "sgd_update"]
+__all__ = ["adam_update", "adam_update_plain", "sgd_update"]
 
 
 @njit(cache=True)
@@ -38,6 +39,26 @@ def adam_update(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, decoupled
                 vmax[i] = vi
             vi = vmax[i]
         p[i] -= step_size * mi / (math.sqrt(vi) * inv_bc2_sqrt + eps)
+
+
+@njit(cache=True, error_model="numpy")
+def adam_update_plain(p, g, m, v, step_size, beta1, beta2, one_minus_beta1, one_minus_beta2,
+                      inv_bc2_sqrt, eps):
+    """The common case of :func:`adam_update` (no weight decay, no amsgrad, no maximize), in
+    place on p, m, v of length n. The scalars must have the arrays' dtype (float32 arithmetic
+    for float32 parameters, as PyTorch); with no branch in the loop, unsigned indices (no
+    negative-index test) and NumPy's error model (no zero-division test) LLVM vectorizes it.
+
+    m = beta1 m + (1-beta1) g;  v = beta2 v + (1-beta2) g^2  (1-beta passed, in the dtype);
+    p -= step_size * m / (sqrt(v) * inv_bc2_sqrt + eps)
+    """
+    for i in range(np.uint64(p.size)):
+        gi = g[i]
+        mi = beta1 * m[i] + one_minus_beta1 * gi
+        vi = beta2 * v[i] + one_minus_beta2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= step_size * mi / (np.sqrt(vi) * inv_bc2_sqrt + eps)
 
 
 @njit(cache=True)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from ..backend import get_array_module
-from ..kernels.cpu.optim import adam_update
+from ..kernels.cpu.optim import adam_update, adam_update_plain
 from .optimizer import Optimizer
 
 __all__ = ["Adam", "AdamW"]
@@ -58,6 +58,13 @@ class Adam(Optimizer):
         if isinstance(p, np.ndarray) and p.flags.c_contiguous:  # fused Numba kernel
             state["step"] += 1
             m, v = state["exp_avg"], state["exp_avg_sq"]
+            if not (wd or group["amsgrad"] or group["maximize"]):
+                t, dt = state["step"], p.dtype.type
+                adam_update_plain(p.reshape(-1), _flat(grad, p.dtype), m.reshape(-1),
+                                  v.reshape(-1), dt(lr / (1.0 - beta1 ** t)), dt(beta1),
+                                  dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2),
+                                  dt(1.0 / math.sqrt(1.0 - beta2 ** t)), dt(eps))
+                return
             vmax = state["max_exp_avg_sq"] if group["amsgrad"] else v
             adam_update(p.reshape(-1), _flat(grad, p.dtype), m.reshape(-1), v.reshape(-1),
                         vmax.reshape(-1), float(lr), float(beta1), float(beta2), float(eps),
