@@ -133,11 +133,11 @@ def test_kernels_directly_against_a_loop():
         x, s, t, g = (rng.standard_normal((3, 5)).astype(dtype) for _ in range(4))
         b = np.array([1, 0, 0, 1, 0], dtype=dtype)
         y, ld = np.empty_like(x), np.empty(3, dtype)
-        kernels.coupling_forward(x, s, t, b, y, ld)
+        kernels.coupling_forward(x, np.exp(s), s, t, b, y, ld)
         gx, gs, gt = np.empty_like(x), np.empty_like(x), np.empty_like(x)
-        kernels.coupling_backward(g, x, s, b, gx, gs, gt)
+        kernels.coupling_backward(g, x, np.exp(s), b, gx, gs, gt)
         back = np.empty_like(x)
-        kernels.coupling_inverse(y, s, t, b, back)
+        kernels.coupling_inverse(y, np.exp(-s), t, b, back)
         tol = 1e-6 if dtype == np.float32 else 1e-14
         for i in range(3):
             acc = 0.0
@@ -152,6 +152,18 @@ def test_kernels_directly_against_a_loop():
                     assert abs(float(got) - float(want)) <= tol * (1 + abs(float(want)))
             assert abs(float(ld[i]) - acc) <= tol * (1 + abs(acc))
         np.testing.assert_allclose(back, x, rtol=10 * tol, atol=10 * tol)
+        gl = rng.standard_normal(3).astype(dtype)
+        outer = np.empty_like(x)
+        kernels.masked_outer(gl, b, outer)
+        np.testing.assert_array_equal(outer, gl[:, None] * (1 - b)[None, :])
+        sums = np.empty(3, dtype)
+        kernels.masked_row_sum(s, b, sums)
+        np.testing.assert_allclose(sums, ld, rtol=tol, atol=tol)
+        # y = x exactly where b = 1, even where exp(s) overflowed there
+        e = np.exp(s)
+        e[:, 0] = np.inf
+        kernels.coupling_forward(x, e, s, t, b, y, ld)
+        np.testing.assert_array_equal(y[:, 0], x[:, 0])
 
 
 def test_second_order_through_create_graph():

@@ -8,8 +8,10 @@ Given a binary mask b and the outputs s = s(b * x), t = t(b * x) of the scale an
     x = b * y + (1 - b) * (y - t) * exp(-s)                     (its inverse, s, t from b * y)
 
 The elementwise part -- scale, shift, mask and the log-det reduction -- runs as one fused Numba
-kernel (:mod:`tinygen.kernels.cpu.coupling`) instead of ~10 generic ops. The engine's functions
-have one output each, so the pair (y, logdet) comes from one kernel call feeding two graph nodes:
+kernel (:mod:`tinygen.kernels.cpu.coupling`) instead of ~10 generic ops; exp(s) is taken once
+with NumPy's vectorized exp and kept for the backward, which is one fused pass as well. The
+engine's functions have one output each, so the pair (y, logdet) comes from one kernel call
+feeding two graph nodes:
 
 * ``AffineCouplingFn(x, s, t)``  -> y; its backward runs the fused backward kernel
       dL/dx = g * (b + (1 - b) exp(s)),  dL/ds = g (1 - b) x exp(s),  dL/dt = g (1 - b);
@@ -30,15 +32,11 @@ import numpy as np
 
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
+from ..kernels.cpu import coupling as kernels
 from ..tensor import Tensor
 from ._util import check_tensor
 
 __all__ = ["affine_coupling", "affine_coupling_inverse", "affine_coupling_composed"]
-
-
-def _kernels():
-    from ..kernels.cpu import coupling
-    return coupling
 
 
 def _flat(a, n):
@@ -52,26 +50,30 @@ def _mask_tensor(b, like):
 
 
 def _forward_arrays(x, s, t, b):
-    """One fused pass: (y, logdet) arrays from x, s, t (N, ...) and the flat mask b (D,)."""
+    """One fused pass: (y, logdet, exp(s)) arrays from x, s, t (N, ...) and the flat mask b
+    (D,); exp(s) is kept for the backward."""
     xp = get_array_module(x)
     n = x.shape[0]
+    e = xp.exp(s)
     if xp is np:
         y = np.empty((n, b.size), dtype=x.dtype)
         logdet = np.empty(n, dtype=x.dtype)
-        _kernels().coupling_forward(_flat(x, n), _flat(s, n), _flat(t, n), b, y, logdet)
-        return y.reshape(x.shape), logdet
+        kernels.coupling_forward(_flat(x, n), _flat(e, n), _flat(s, n), _flat(t, n), b, y,
+                                 logdet)
+        return y.reshape(x.shape), logdet, e
     keep = b.reshape(x.shape[1:])   # no CPU kernel for device arrays: the formula with xp
-    y = keep * x + (1 - keep) * (x * xp.exp(s) + t)
-    return y, ((1 - keep) * s).reshape(n, -1).sum(axis=1)
+    y = keep * x + (1 - keep) * (x * e + t)
+    return y, ((1 - keep) * s).reshape(n, -1).sum(axis=1), e
 
 
 class AffineCouplingFn(Function):
-    """y = b x + (1 - b)(x exp(s) + t), given the value the fused kernel computed (``value``;
-    see :func:`affine_coupling`); the backward runs the fused backward kernel."""
+    """y = b x + (1 - b)(x exp(s) + t), given the value the fused kernel computed (``value``)
+    and exp(s) (``exp_s``; see :func:`affine_coupling`); the backward runs the fused backward
+    kernel."""
 
-    def forward(self, x, s, t, b, value):
+    def forward(self, x, s, t, b, value, exp_s):
         # b: the flat (D,) mask in x's dtype; x, s, t: (N, ...) of one shape
-        self.b = b
+        self.b, self.exp_s = b, exp_s
         return value
 
     def backward(self, g):
@@ -85,8 +87,8 @@ class AffineCouplingFn(Function):
         n = x.shape[0]
         flat = (n, self.b.size)
         gx, gs, gt = (np.empty(flat, dtype=x.dtype) for _ in range(3))
-        _kernels().coupling_backward(_flat(g.data, n), _flat(x.data, n), _flat(s.data, n),
-                                     self.b, gx, gs, gt)
+        kernels.coupling_backward(_flat(g.data, n), _flat(x.data, n), _flat(self.exp_s, n),
+                                  self.b, gx, gs, gt)
         return tuple(Tensor._wrap(a.reshape(x.shape)) for a in (gx, gs, gt))
 
 
@@ -100,8 +102,12 @@ class CouplingLogdetFn(Function):
 
     def backward(self, g):
         s = self.saved_input(0)
-        free = 1 - _mask_tensor(self.b, s)                    # (...) one sample's shape
-        return g.reshape((s.shape[0],) + (1,) * (s.ndim - 1)) * free   # (N, 1, ..) * (...)
+        if is_grad_enabled() or get_array_module(g.data) is not np:   # create_graph
+            free = 1 - _mask_tensor(self.b, s)                         # (...) one sample
+            return g.reshape((s.shape[0],) + (1,) * (s.ndim - 1)) * free   # (N, 1, ..) * (...)
+        out = np.empty((s.shape[0], self.b.size), dtype=s.dtype)
+        kernels.masked_outer(np.ascontiguousarray(g.data), self.b, out)
+        return Tensor._wrap(out.reshape(s.shape))
 
 
 class AffineCouplingInverseFn(Function):
@@ -113,7 +119,7 @@ class AffineCouplingInverseFn(Function):
         n = y.shape[0]
         if xp is np:
             x = np.empty((n, b.size), dtype=y.dtype)
-            _kernels().coupling_inverse(_flat(y, n), _flat(s, n), _flat(t, n), b, x)
+            kernels.coupling_inverse(_flat(y, n), _flat(np.exp(-s), n), _flat(t, n), b, x)
             return x.reshape(y.shape)
         keep = b.reshape(y.shape[1:])
         return keep * y + (1 - keep) * (y - t) * xp.exp(-s)
@@ -166,8 +172,8 @@ def affine_coupling(x, s, t, mask):
     any order); a mask that requires grad is treated as a constant.
     """
     x, s, t, b = _check("affine_coupling", x, s, t, mask)
-    y_arr, logdet_arr = _forward_arrays(x.data, s.data, t.data, b)   # one kernel call
-    y = AffineCouplingFn.apply(x, s, t, b=b, value=y_arr)
+    y_arr, logdet_arr, exp_s = _forward_arrays(x.data, s.data, t.data, b)   # one kernel call
+    y = AffineCouplingFn.apply(x, s, t, b=b, value=y_arr, exp_s=exp_s)
     logdet = CouplingLogdetFn.apply(s, b=b, value=logdet_arr)
     return y, logdet
 
