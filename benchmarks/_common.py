@@ -28,3 +28,42 @@ def timeit(fn, repeat: int, warmup: int = 20) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3
+
+
+def bench_arguments(doc: str, repeat: int, json_default: str):
+    """The common command line of a benchmark (--repeat, --json, --keep-openblas-env), after
+    the OpenBLAS environment re-exec; prints a note when the variables were unset."""
+    import argparse
+
+    reexec_without_openblas_env()
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--json", default=json_default)
+    parser.add_argument("--keep-openblas-env", action="store_true",
+                        help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as the environment sets them")
+    args = parser.parse_args()
+    if os.environ.get("TINYGEN_BENCH_UNSET_OPENBLAS"):
+        print("note: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this process")
+    return args
+
+
+def torch_or_nothing(bench_torch, repeat):
+    """``bench_torch(repeat)`` -> (results, torch version), or ({}, None) without PyTorch."""
+    try:
+        return bench_torch(repeat)
+    except ImportError:
+        print("PyTorch is not installed: tinygen timings only")
+        return {}, None
+
+
+def write_json(path, rows, torch_version):
+    """The rows of a benchmark, with the machine's facts, as JSON at ``path`` (if given)."""
+    import json
+
+    if not path:
+        return
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"rows": rows, "torch": torch_version, "cores": os.cpu_count(),
+                   "openblas_env_unset": bool(os.environ.get("TINYGEN_BENCH_UNSET_OPENBLAS"))},
+                  f, indent=2)

@@ -18,8 +18,6 @@ Like the other benchmarks it unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for i
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import sys
@@ -27,7 +25,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import reexec_without_openblas_env, timeit  # noqa: E402
+from _common import bench_arguments, timeit, torch_or_nothing, write_json  # noqa: E402
 
 
 def cases():
@@ -99,23 +97,9 @@ def bench_torch(repeat):
 
 
 def main():
-    reexec_without_openblas_env()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=200)
-    parser.add_argument("--json", default="benchmarks/out/coupling.json")
-    parser.add_argument("--keep-openblas-env", action="store_true",
-                        help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as the environment sets them")
-    args = parser.parse_args()
-    if os.environ.get("TINYGEN_BENCH_UNSET_OPENBLAS"):
-        print("note: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this process")
-
+    args = bench_arguments(__doc__, repeat=200, json_default="benchmarks/out/coupling.json")
     ours = bench_tinygen(args.repeat)
-    try:
-        theirs, torch_version = bench_torch(args.repeat)
-    except ImportError:
-        theirs, torch_version = {}, None
-        print("PyTorch is not installed: tinygen timings only")
-
+    theirs, torch_version = torch_or_nothing(bench_torch, args.repeat)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, torch {torch_version}")
     print(f"{'case':<11}{'pass':<9}{'fused ms':>10}{'composed ms':>13}{'speed-up':>10}"
@@ -131,12 +115,7 @@ def main():
             print(f"{name:<11}{kind:<9}{fused:>10.3f}{composed:>13.3f}{composed / fused:>9.2f}x"
                   f"{(tms if tms else float('nan')):>10.3f}"
                   f"{(fused / tms if tms else float('nan')):>13.2f}")
-    if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"rows": rows, "torch": torch_version, "cores": os.cpu_count(),
-                       "openblas_env_unset": bool(os.environ.get("TINYGEN_BENCH_UNSET_OPENBLAS"))},
-                      f, indent=2)
+    write_json(args.json, rows, torch_version)
 
 
 if __name__ == "__main__":
