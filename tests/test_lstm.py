@@ -162,6 +162,52 @@ def test_lstm_recurrence_gradcheck(case):
     check_op(fn, [xg, h0, c0, w_hh], reference=ref, second_order=False)
 
 
+def banded_reference(kernel, length, anchor):
+    """W[g L + p, u L + q] = kernel[g, u, q - p + anchor] (the state conv as a matrix)."""
+    g4, hid, taps = kernel.shape
+    w = np.zeros((g4 * length, hid * length))
+    for g in range(g4):
+        for u in range(hid):
+            for p in range(length):
+                for t in range(taps):
+                    q = p + t - anchor
+                    if 0 <= q < length:
+                        w[g * length + p, u * length + q] = kernel[g, u, t]
+    return w
+
+
+@st.composite
+def conv_lstm_case(draw):
+    t, n, hid, length = (draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2)),
+                         draw(st.integers(1, 4)))
+    taps = draw(st.integers(1, 3))
+    anchor, axis = draw(st.integers(0, taps - 1)), draw(st.sampled_from([2, 3]))
+    shape = (n, 4 * hid, t, length) if axis == 2 else (n, 4 * hid, length, t)
+    return (draw(arrays(shape, -2.0, 2.0)), draw(arrays((4 * hid, hid, taps), -1.0, 1.0)),
+            anchor, axis)
+
+
+@given(conv_lstm_case())
+def test_conv_lstm_recurrence_gradcheck(case):
+    """PixelRNN's line-state LSTM against the plain LSTM recurrence with the banded matrix of
+    its state convolution (naive float64 reference), both time axes."""
+    xg, kernel, anchor, axis = case
+    order = (2, 0, 1, 3) if axis == 2 else (3, 0, 1, 2)                # -> (T, N, 4h, L)
+
+    def ref(xg_a, k_a):
+        z = xg_a.transpose(order)
+        steps, n, g4, length = z.shape
+        hid = g4 // 4
+        zeros = np.zeros((n, hid * length))
+        out, _, _ = sequence_reference(z.reshape(steps, n, g4 * length), zeros, zeros,
+                                       np.eye(g4 * length), banded_reference(k_a, length, anchor),
+                                       np.zeros(g4 * length), np.zeros(g4 * length))
+        return out.reshape(steps, n, hid, length).transpose(np.argsort(order))
+
+    check_op(lambda x_t, k_t: F.conv_lstm_recurrence(x_t, k_t, anchor, time_axis=axis),
+             [xg, kernel], reference=ref, second_order=False)
+
+
 def test_sequence_ops_refuse_double_backward():
     rng = np.random.default_rng(0)
     x = tinygen.tensor(rng.standard_normal((3, 2, 2)), requires_grad=True)
@@ -173,6 +219,10 @@ def test_sequence_ops_refuse_double_backward():
     out, _ = F.lstm_recurrence(F.cat([x, x, x, x], dim=2), None, w_hh)    # xg (3, 2, 8)
     with pytest.raises(RuntimeError, match="double backward"):
         tinygen.grad(out.sum(), [w_hh], create_graph=True)
+    k = tinygen.tensor(rng.standard_normal((4, 1, 3)), requires_grad=True)
+    out = F.conv_lstm_recurrence(x.reshape(1, 4, 3, 1) * 1.0, k, 1)
+    with pytest.raises(RuntimeError, match="double backward"):
+        tinygen.grad(out.sum(), [k], create_graph=True)
 
 
 def test_kernel_float32_long_sequence_matches_float64():
@@ -315,5 +365,11 @@ def test_argument_errors():
         nn.LSTM(4, 2)(x, (tinygen.randn(2, 2), tinygen.randn(1, 2, 2)))
     with pytest.raises(ValueError, match="hidden_size must be a positive int"):
         nn.LSTM(3, 0)
+    with pytest.raises(ValueError, match=r"xg must have shape \(N, 4h, A, B\) = \(N, 8, A, B\)"):
+        F.conv_lstm_recurrence(tinygen.randn(2, 4, 3, 3), tinygen.randn(8, 2, 3), 1)
+    with pytest.raises(ValueError, match="anchor must be a tap index"):
+        F.conv_lstm_recurrence(tinygen.randn(2, 8, 3, 3), tinygen.randn(8, 2, 3), 3)
+    with pytest.raises(ValueError, match="time_axis must be 2 or 3"):
+        F.conv_lstm_recurrence(tinygen.randn(2, 8, 3, 3), tinygen.randn(8, 2, 3), 1, 1)
     with pytest.raises(ValueError, match="bidirectional"):
         nn.LSTM(3, 2, bidirectional=True)

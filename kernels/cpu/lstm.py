@@ -34,7 +34,8 @@ import numpy as np
 from numba import njit
 
 __all__ = ["lstm_cell_forward", "lstm_recurrence_forward", "lstm_recurrence_backward",
-           "lstm_sequence_forward", "lstm_sequence_backward"]
+           "lstm_sequence_forward", "lstm_sequence_backward", "conv_lstm_forward",
+           "conv_lstm_backward"]
 
 
 @njit(cache=True)
@@ -167,3 +168,113 @@ def lstm_sequence_backward(dhs, dc_last, x, h0, c0, w_ih, w_hh, hs, cs, acts):
     dx = np.dot(dz2, w_ih).reshape(steps, n_batch, n_in)
     db = dz2.sum(axis=0)
     return dx, dh0, dc0, dw_ih, dw_hh, db
+
+
+# -- LSTM whose state-to-state map is a 1-D convolution (PixelRNN) ----------------------------------
+@njit(cache=True)
+def _state_conv(h, kernel, anchor, z):
+    """z[n, g, p] += sum_{u, t} kernel[g, u, t] h[n, u, p + t - anchor] (zero outside 0..L-1).
+
+    h: (N, h, L); kernel: (4h, h, k); z: (N, 4h, L), accumulated in place."""
+    n_batch, hid, length = h.shape
+    g4, _, taps = kernel.shape
+    for n in range(n_batch):
+        for g in range(g4):
+            for u in range(hid):
+                for t in range(taps):
+                    w = kernel[g, u, t]
+                    shift = t - anchor
+                    lo = max(0, -shift)
+                    hi = min(length, length - shift)
+                    for p in range(lo, hi):
+                        z[n, g, p] += w * h[n, u, p + shift]
+
+
+@njit(cache=True)
+def conv_lstm_forward(xg, kernel, anchor):
+    """LSTM over T steps whose state is a line of L positions with h channels, the state-to-state
+    map a 1-D convolution (PixelRNN's Row LSTM over rows, Diagonal BiLSTM over skewed columns):
+
+        z_t = xg_t + kernel * h_{t-1},   tap t of the kernel reading position p + t - anchor,
+
+    gates i, f, g, o = channel blocks of z_t, as in :func:`lstm_recurrence_forward`; h_0 = c_0 = 0.
+
+    xg: (T, N, 4h, L) input-to-state pre-activations (biases included); kernel: (4h, h, k).
+    Returns hs, cs (T, N, h, L) and acts (T, N, 4h, L) (gate activations, for the backward).
+    """
+    steps, n_batch, g4, length = xg.shape
+    hid = g4 // 4
+    hs = np.zeros((steps, n_batch, hid, length), dtype=xg.dtype)
+    cs = np.zeros((steps, n_batch, hid, length), dtype=xg.dtype)
+    acts = np.empty_like(xg)
+    z = np.empty((n_batch, g4, length), dtype=xg.dtype)
+    for t in range(steps):
+        z[:] = xg[t]
+        if t > 0:
+            _state_conv(hs[t - 1], kernel, anchor, z)
+        for n in range(n_batch):
+            for j in range(hid):
+                for p in range(length):
+                    ig = _sigmoid(z[n, j, p])
+                    fg = _sigmoid(z[n, hid + j, p])
+                    gg = math.tanh(z[n, 2 * hid + j, p])
+                    og = _sigmoid(z[n, 3 * hid + j, p])
+                    c_prev = cs[t - 1, n, j, p] if t > 0 else 0.0
+                    cn = fg * c_prev + ig * gg
+                    acts[t, n, j, p] = ig
+                    acts[t, n, hid + j, p] = fg
+                    acts[t, n, 2 * hid + j, p] = gg
+                    acts[t, n, 3 * hid + j, p] = og
+                    cs[t, n, j, p] = cn
+                    hs[t, n, j, p] = og * math.tanh(cn)
+    return hs, cs, acts
+
+
+@njit(cache=True)
+def conv_lstm_backward(dhs, acts, cs, hs, kernel, anchor):
+    """Backward through time of :func:`conv_lstm_forward`.
+
+    dhs: (T, N, h, L) gradients reaching the outputs; acts, cs, hs: from the forward;
+    kernel: (4h, h, k). Returns dxg (T, N, 4h, L) and dkernel (4h, h, k).
+    """
+    steps, n_batch, hid, length = dhs.shape
+    g4, _, taps = kernel.shape
+    dz = np.empty_like(acts)
+    dkernel = np.zeros_like(kernel)
+    dh_rec = np.zeros((n_batch, hid, length), dtype=dhs.dtype)     # kernel^T * dz_{t+1}
+    dc = np.zeros((n_batch, hid, length), dtype=dhs.dtype)
+    for t in range(steps - 1, -1, -1):
+        for n in range(n_batch):
+            for j in range(hid):
+                for p in range(length):
+                    ig = acts[t, n, j, p]
+                    fg = acts[t, n, hid + j, p]
+                    gg = acts[t, n, 2 * hid + j, p]
+                    og = acts[t, n, 3 * hid + j, p]
+                    tc = math.tanh(cs[t, n, j, p])
+                    c_prev = cs[t - 1, n, j, p] if t > 0 else 0.0
+                    dh = dhs[t, n, j, p] + dh_rec[n, j, p]
+                    dct = dc[n, j, p] + dh * og * (1.0 - tc * tc)
+                    dz[t, n, j, p] = dct * gg * ig * (1.0 - ig)
+                    dz[t, n, hid + j, p] = dct * c_prev * fg * (1.0 - fg)
+                    dz[t, n, 2 * hid + j, p] = dct * ig * (1.0 - gg * gg)
+                    dz[t, n, 3 * hid + j, p] = dh * tc * og * (1.0 - og)
+                    dc[n, j, p] = dct * fg
+        dh_rec[:] = 0.0
+        if t > 0:
+            # z_t = xg_t + kernel * h_{t-1}: dh_{t-1} += kernel^T * dz_t, dkernel += dz_t h_{t-1}
+            for n in range(n_batch):
+                for g in range(g4):
+                    for u in range(hid):
+                        for tap in range(taps):
+                            shift = tap - anchor
+                            lo = max(0, -shift)
+                            hi = min(length, length - shift)
+                            w = kernel[g, u, tap]
+                            acc = 0.0
+                            for p in range(lo, hi):
+                                d = dz[t, n, g, p]
+                                dh_rec[n, u, p + shift] += w * d
+                                acc += d * hs[t - 1, n, u, p + shift]
+                            dkernel[g, u, tap] += acc
+    return dz, dkernel

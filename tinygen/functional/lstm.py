@@ -16,6 +16,10 @@ Three primitives:
   the time loop as one GEMM) and one backward-through-time kernel call.
 * ``LSTMRecurrenceFn(xg, h0, c0, W_hh)``: the same recurrence when the input projections ``xg``
   are computed by something else (PixelRNN's masked convolutions).
+* ``ConvLSTMRecurrenceFn(xg, K)``: the recurrence of PixelRNN's Row LSTM / Diagonal BiLSTM, whose
+  state is a line of L positions with h channels and whose state-to-state map is a 1-D
+  convolution K (4h, h, k) over that line (the same numbers as ``LSTMRecurrenceFn`` with the
+  banded (4hL, hL) matrix of K, without the multiplications by its zeros).
 
 The sequence ops' backward is the BPTT kernel, not made of differentiable ops: **double backward
 through** :func:`lstm` **and** :func:`lstm_recurrence` **is not supported** and raises a
@@ -34,7 +38,7 @@ from ._util import check_tensor
 from .linalg import linear
 from .shape import cat
 
-__all__ = ["lstm_cell", "lstm", "lstm_recurrence"]
+__all__ = ["lstm_cell", "lstm", "lstm_recurrence", "conv_lstm_recurrence"]
 
 
 class LSTMCellFn(Function):
@@ -116,6 +120,31 @@ class LSTMSequenceFn(Function):
         db = Tensor._wrap(db)
         return (Tensor._wrap(dx), Tensor._wrap(dh0), Tensor._wrap(dc0), Tensor._wrap(dw_ih),
                 Tensor._wrap(dw_hh), db, db)
+
+
+class ConvLSTMRecurrenceFn(Function):
+    """(xg (N, 4h, A, B), K (4h, h, k)) -> hs (N, h, A, B), time along axis ``time_axis`` (2 or
+    3), the line along the other spatial axis; h_0 = c_0 = 0. The kernels work in the layout
+    (T, N, channels, L); inputs and gradients keep the caller's (N, C, A, B) layout, contiguous
+    (so that the convolutions around it stay on their fast paths)."""
+
+    def forward(self, xg, kernel, anchor, time_axis):
+        order = (2, 0, 1, 3) if time_axis == 2 else (3, 0, 1, 2)     # -> (T, N, 4h, L)
+        hs, cs, acts = cpu_lstm.conv_lstm_forward(np.ascontiguousarray(xg.transpose(order)),
+                                                  np.ascontiguousarray(kernel), anchor)
+        self.cs, self.acts, self.anchor, self.order = cs, acts, anchor, order
+        self.hs = hs
+        back = tuple(np.argsort(order))                                # (T, N, h, L) -> (N, h, A, B)
+        self.back = back
+        return np.ascontiguousarray(hs.transpose(back))
+
+    def backward(self, g):
+        _no_double_backward("conv_lstm_recurrence")
+        kernel = self.saved_input(1).data
+        dz, dkernel = cpu_lstm.conv_lstm_backward(
+            np.ascontiguousarray(g.data.transpose(self.order)), self.acts, self.cs, self.hs,
+            np.ascontiguousarray(kernel), self.anchor)
+        return Tensor._wrap(np.ascontiguousarray(dz.transpose(self.back))), Tensor._wrap(dkernel)
 
 
 # -- argument checking ------------------------------------------------------------------------------
@@ -226,3 +255,29 @@ def lstm_recurrence(xg, hx, weight_hh):
     steps = xg.shape[0]
     packed = LSTMRecurrenceFn.apply(xg, h0, c0, weight_hh)                   # (T+1, N, H)
     return packed[:steps], (packed[steps - 1], packed[steps])
+
+
+def conv_lstm_recurrence(xg, weight, anchor, time_axis=2):
+    """PixelRNN's LSTM over the lines of a map: xg (N, 4h, A, B) input-to-state pre-activations
+    (gate blocks i, f, g, o along the channels, biases included), the recurrence running along
+    spatial axis ``time_axis`` (2: over rows, top to bottom, the state a row; 3: over columns,
+    left to right, the state a column). ``weight`` (4h, h, k) is the state-to-state 1-D
+    convolution along the line, tap t reading position p + t - ``anchor`` of the previous
+    line's state (zero outside). Starts from h_0 = c_0 = 0; returns the states h (N, h, A, B).
+    One fused kernel call forward and one backward through time; first derivatives only."""
+    check_tensor(xg, "xg")
+    check_tensor(weight, "weight")
+    if weight.ndim != 3 or weight.shape[0] != 4 * weight.shape[1] or weight.shape[1] < 1:
+        raise ValueError(f"conv_lstm_recurrence: weight must have shape (4h, h, k), got "
+                         f"{tuple(weight.shape)}")
+    if xg.ndim != 4 or xg.shape[1] != weight.shape[0]:
+        raise ValueError(f"conv_lstm_recurrence: xg must have shape (N, 4h, A, B) = (N, "
+                         f"{weight.shape[0]}, A, B) for weight of shape {tuple(weight.shape)}, "
+                         f"got {tuple(xg.shape)}")
+    if time_axis not in (2, 3):
+        raise ValueError(f"conv_lstm_recurrence: time_axis must be 2 or 3, got {time_axis!r}")
+    if not 0 <= int(anchor) < weight.shape[2]:
+        raise ValueError(f"conv_lstm_recurrence: anchor must be a tap index in [0, "
+                         f"{weight.shape[2]}), got {anchor}")
+    _check_float("conv_lstm_recurrence", [("xg", xg), ("weight", weight)])
+    return ConvLSTMRecurrenceFn.apply(xg, weight, anchor=int(anchor), time_axis=time_axis)

@@ -35,10 +35,12 @@ Two LSTM layers (the paper's section 3.1), both computing the gates as in the LS
   image; its output is *shifted down one row* before the two are added, so that it never sees the
   current row's right part. The receptive field is the whole upper-left context.
 
-Both state-to-state convolutions are written as one banded (4 h L, h L) matrix built from the
-kernel, so that each layer is a single fused LSTM sequence kernel call
-(:func:`tinygen.functional.lstm_recurrence`): the hidden "vector" of a step is the whole row
-(Row LSTM) or column (Diagonal BiLSTM), and the band encodes the k taps.
+In both, the state of a step is a whole line (a row of the image, or a column of the skewed
+map): L positions with h channels, and K^ss is a 1-D convolution along it. Each layer's recurrence
+is one fused kernel call forward and one backward through time
+(:func:`tinygen.functional.conv_lstm_recurrence`). It equals the plain LSTM recurrence over
+hidden vectors of size h L whose weight_hh is the banded (4 h L, h L) matrix of the convolution
+(:func:`banded_state_weight`, used by the tests as the reference), without its zeros.
 
 Sampling draws pixel by pixel in raster order (n^2 network passes, each on the rows drawn so far:
 the output of row i depends on rows <= i only). Completion fixes the top rows of real images and
@@ -56,7 +58,7 @@ from .. import functional as F
 from .. import nn
 from ..autograd import no_grad
 from ..data import dynamic_binarize, static_binarize
-from ..functional.lstm import lstm_recurrence
+from ..functional.lstm import conv_lstm_recurrence
 from ..nn.masked_conv import MaskedConv2d
 from ..tensor import tensor
 from ..train.loop import Phase
@@ -127,14 +129,9 @@ class RowLSTMLayer(nn.Module):
         self.output = nn.Conv2d(hidden, features, 1)            # residual branch h -> 2h
 
     def forward(self, x):
-        n_batch, _, height, width = x.shape
-        hid = self.hidden
         xg = self.input_to_state(x)                                       # (N, 4h, H, W)
-        xg = xg.permute(2, 0, 1, 3).reshape(height, n_batch, 4 * hid * width)   # (T=H, N, 4hW)
-        w_hh = banded_state_weight(self.state_to_state, width, self.kernel // 2)
-        h, _ = lstm_recurrence(xg, None, w_hh)                            # (H, N, h W)
-        h = h.reshape(height, n_batch, hid, width).permute(1, 2, 0, 3)    # (N, h, H, W)
-        return x + self.output(h)
+        h = conv_lstm_recurrence(xg, self.state_to_state, self.kernel // 2, time_axis=2)
+        return x + self.output(h)                                         # h: (N, h, H, W)
 
 
 class DiagonalBiLSTMLayer(nn.Module):
@@ -150,13 +147,11 @@ class DiagonalBiLSTMLayer(nn.Module):
         self.output = nn.Conv2d(hidden, features, 1)
 
     def _direction(self, x, conv, kernel):
-        n_batch, _, height, width = x.shape
-        hid, steps = self.hidden, width + height - 1
-        xg = conv(skew(x))                                                # (N, 4h, H, W+H-1)
-        xg = xg.permute(3, 0, 1, 2).reshape(steps, n_batch, 4 * hid * height)  # (T, N, 4hH)
-        h, _ = lstm_recurrence(xg, None, banded_state_weight(kernel, height, 1))  # (T, N, hH)
-        h = h.reshape(steps, n_batch, hid, height).permute(1, 2, 3, 0)    # (N, h, H, W+H-1)
-        return unskew(h, width)                                           # (N, h, H, W)
+        width = x.shape[3]
+        xg = conv(skew(x))                                       # (N, 4h, H, W+H-1)
+        # over the columns; taps: rows i-1 and i of the previous column
+        h = conv_lstm_recurrence(xg, kernel, 1, time_axis=3)     # (N, h, H, W+H-1)
+        return unskew(h, width)                                  # (N, h, H, W)
 
     def forward(self, x):
         height = x.shape[2]
