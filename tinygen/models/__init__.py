@@ -10,3 +10,5 @@ from .vae import ConditionalVAE, ConvVAE, MLPVAE, ToyVAE, VAE, VanillaVAE  # noq
 from .semisupervised import M1, M1M2, M2  # noqa: F401
 from .classifier import MNISTClassifier  # noqa: F401
 from .gan import DCGAN, GAN, ConditionalDCGAN, MLPGAN  # noqa: F401
+from .pixelrnn import DiagonalBiLSTMPixelRNN, PixelRNN, RowLSTMPixelRNN  # noqa: F401
+from .charrnn import CharRNN  # noqa: F401
