@@ -289,7 +289,14 @@ def test_dcgan_short_training_moves_and_writes_pictures(cls, tmp_path, capsys):
                                                     "nearest_train.png"]
     from PIL import Image
     w, h = Image.open(paths[0]).size
-    assert (w, h) == ((2 + 10 * 30) * 2, (2 + 10 * 30) * 2)        # 10 x 10 tiles (a row per digit)
+    assert (w, h) == ((2 + 10 * 30) * 2, (2 + 10 * 30) * 2)        # 10 x 10 tiles
+    # `tinygen sample`: the conditional model puts a row per digit (25 -> 10 rows of 3)
+    grid = model.save_samples(25, np.random.default_rng(0), str(tmp_path / "s.png"))
+    w, h = Image.open(grid).size
+    if model.conditional:
+        assert (w, h) == ((2 + 3 * 30) * 2, (2 + 10 * 30) * 2)
+    else:
+        assert (w, h) == ((2 + 5 * 30) * 2, (2 + 5 * 30) * 2)
     # no classifier named: the scores say what is missing instead of failing
     metrics = model.evaluate(val)
     assert set(metrics) == {"d_real", "d_fake"}

@@ -591,6 +591,11 @@ class ConditionalDCGAN(DCGAN):
             out["label_accuracy"] = float(np.mean(got == labels))
         return out
 
+    def save_samples(self, n, rng, path):
+        """A grid with a row per digit 0..9 and ceil(n / 10) samples in each."""
+        per = -(-n // 10)
+        return self._save_grid(self.sample(10 * per, rng), path)
+
     def _save_grid(self, x, path):
         """x holds the digits 0..9 in turn: reorder (N, ...) into a row per digit."""
         from ..train import images as img
