@@ -182,6 +182,10 @@ class VAE(GenerativeModel):
     def prepare(self, x: np.ndarray, rng) -> np.ndarray:
         """Training data from a batch of [0, 1] pixels: Bernoulli models see a fresh binarization
         (dynamic binarization), the others the pixels themselves."""
+        shift = getattr(self.config, "shift", 0)
+        if shift:                                    # augmentation: random translations
+            from .classifier import random_shift
+            x = random_shift(np.asarray(x, np.float32), shift, rng)
         if self.likelihood.discrete:
             return dynamic_binarize(x, rng)
         return np.asarray(x, np.float32)
@@ -225,6 +229,23 @@ class VAE(GenerativeModel):
         kl = F.kl_normal_standard(mu, logvar, reduction="none")
         return log_px, kl
 
+    def iwae_bound(self, x, y, k, rng):
+        """The IWAE bound (Burda et al. 2015) per sample, Tensor (N,):
+        log (1/k) sum_i p(x | z_i) p(z_i) / q(z_i | x), z_i = mu + sigma eps_i; with k = 1 it is
+        the ELBO with a Monte-Carlo KL. (The KL warm-up does not apply to it.)"""
+        mu, logvar = self.encode(x, y)
+        n, d = mu.shape
+        eps = self.as_tensor(rng.standard_normal((k, n, d)))
+        sigma = (0.5 * logvar).exp()
+        z = mu + sigma * eps                                           # (k, N, d)
+        zf = z.reshape(k * n, d)                                       # k-major rows
+        xk = F.cat([x] * k, dim=0)
+        yk = None if y is None else F.cat([y] * k, dim=0)
+        log_px = self.likelihood.log_prob(self.decode(zf, yk), xk).reshape(k, n)
+        log_pz = -0.5 * (z * z).sum(dim=2) - 0.5 * d * LOG_2PI          # log N(z; 0, I)
+        log_qz = (-0.5 * (eps * eps) - 0.5 * logvar - 0.5 * LOG_2PI).sum(dim=2)  # log q(z|x)
+        return F.logsumexp(log_px + log_pz - log_qz, dim=0) - math.log(k)
+
     def kl_weight(self) -> float:
         """beta, ramped up linearly from 0 over the first ``warmup_epochs`` epochs of training
         (KL warm-up, Sønderby et al. 2016): beta_t = beta * min(1, images seen / (T * N))."""
@@ -239,6 +260,10 @@ class VAE(GenerativeModel):
             self.images_seen.add_(float(len(batch[0])))
         x = self.as_tensor(self.prepare(batch[0].numpy(), rng))
         y = batch[1] if self.conditional else None
+        k = getattr(self.config, "train_samples", 1)
+        if k > 1:
+            bound = self.iwae_bound(x, y, k, rng).mean()
+            return -bound, {"iwae_nats": float(bound)}
         log_px, kl = self.elbo_terms(x, y, rng)
         rec, kl_mean = -log_px.mean(), kl.mean()
         loss = rec + self.kl_weight() * kl_mean
@@ -455,6 +480,8 @@ class VAEConfig:
     iw_samples: int = 5000          # k of the importance-weighted log p(x) estimate (0: off)
     logvar_min: float = -10.0       # bounds of every log-variance (encoder and decoder)
     logvar_max: float = 10.0
+    train_samples: int = 1          # k of the training bound: 1 = the ELBO, > 1 = the IWAE bound
+    shift: int = 0                  # training augmentation: random translations of <= shift px
 
 
 @register
@@ -483,6 +510,9 @@ class MLPVAE(VAE):
                              f"{c.logvar_max}")
         if c.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {c.warmup_epochs}")
+        if getattr(c, "train_samples", 1) < 1 or getattr(c, "shift", 0) < 0:
+            raise ValueError(f"train_samples must be >= 1 and shift >= 0, got "
+                             f"{getattr(c, 'train_samples', 1)} and {getattr(c, 'shift', 0)}")
         self.latent_dim = c.latent_dim
         self.likelihood = (BernoulliLikelihood() if c.likelihood == "bernoulli"
                            else GaussianLikelihood())
