@@ -80,7 +80,7 @@ class LSTMRecurrenceFn(Function):
     def forward(self, xg, h0, c0, w_hh):
         hs, cs, acts = cpu_lstm.lstm_recurrence_forward(
             np.ascontiguousarray(xg), np.ascontiguousarray(h0), np.ascontiguousarray(c0),
-            np.ascontiguousarray(w_hh.T))
+            np.ascontiguousarray(w_hh.T), xg.dtype == np.float32)
         self.hs, self.cs, self.acts = hs, cs, acts
         return np.concatenate((hs, cs[-1:]), axis=0)
 
@@ -91,7 +91,7 @@ class LSTMRecurrenceFn(Function):
         steps, n_batch, hid = self.hs.shape
         dz, dh0, dc0 = cpu_lstm.lstm_recurrence_backward(
             np.ascontiguousarray(g[:steps]), np.ascontiguousarray(g[steps]), self.acts, self.cs,
-            np.ascontiguousarray(c0), np.ascontiguousarray(w_hh))
+            np.ascontiguousarray(c0), np.ascontiguousarray(w_hh), g.dtype == np.float32)
         dw_hh = None
         if self.needs_input_grad[3]:
             h_prev = np.concatenate((h0[None], self.hs[:-1]), axis=0)
@@ -131,7 +131,8 @@ class ConvLSTMRecurrenceFn(Function):
     def forward(self, xg, kernel, anchor, time_axis):
         order = (2, 0, 1, 3) if time_axis == 2 else (3, 0, 1, 2)     # -> (T, N, 4h, L)
         hs, cs, acts = cpu_lstm.conv_lstm_forward(np.ascontiguousarray(xg.transpose(order)),
-                                                  np.ascontiguousarray(kernel), anchor)
+                                                  np.ascontiguousarray(kernel), anchor,
+                                                  xg.dtype == np.float32)
         self.cs, self.acts, self.anchor, self.order = cs, acts, anchor, order
         self.hs = hs
         back = tuple(np.argsort(order))                                # (T, N, h, L) -> (N, h, A, B)
@@ -143,7 +144,7 @@ class ConvLSTMRecurrenceFn(Function):
         kernel = self.saved_input(1).data
         dz, dkernel = cpu_lstm.conv_lstm_backward(
             np.ascontiguousarray(g.data.transpose(self.order)), self.acts, self.cs, self.hs,
-            np.ascontiguousarray(kernel), self.anchor)
+            np.ascontiguousarray(kernel), self.anchor, g.dtype == np.float32)
         return Tensor._wrap(np.ascontiguousarray(dz.transpose(self.back))), Tensor._wrap(dkernel)
 
 
