@@ -106,7 +106,7 @@ class NVPNet(nn.Module):
 @dataclass
 class NVPToyConfig:
     dataset: str = "moons"   # 2-D toy set: moons, rings, 8gaussians, checkerboard
-    hidden: int = 64         # hidden units of each one-hidden-layer tanh MLP (s and t)
+    hidden: int = 128        # hidden units of each one-hidden-layer tanh MLP (s and t)
     depth: int = 8           # number of coupling layers
     mask_seed: int = 0       # seed of the random half masks
 
@@ -118,7 +118,7 @@ class NVPToy(_FlowModel):
     description = "Real NVP (the lecture's NVPNet: random half masks, tanh MLPs) on 2-D toy data"
     Config = NVPToyConfig
     select = "nll_nats"
-    train_defaults = {"epochs": 150, "lr": 3e-3, "batch_size": 100}
+    train_defaults = {"epochs": 400, "lr": 2e-3, "batch_size": 100}
     eval_batch_size = 5000
 
     def __init__(self, config=None):
@@ -283,7 +283,7 @@ class MultiScaleFlow(nn.Module):
 @dataclass
 class RealNVPConfig:
     width: int = 32            # features of every s/t residual net
-    blocks: int = 1            # residual blocks per s/t net
+    blocks: int = 0            # residual blocks per s/t net (0: conv-ReLU-conv, CPU-sized)
     scales: int = 2            # multi-scale stages (checker, squeeze, channel, factor-out)
     checker: int = 3           # checkerboard couplings per stage
     channel: int = 3           # channel couplings per stage (after the squeeze)
@@ -312,10 +312,11 @@ class RealNVP(_FlowModel):
     the discrete NLL up to the noise of one dequantization sample per image).
     """
     model_name = "realnvp"
-    description = "multi-scale Real NVP (checkerboard/channel couplings, squeeze, factor-out) on MNIST, bits/dim"
+    description = ("multi-scale Real NVP (checkerboard/channel couplings, squeeze, factor-out) "
+                   "on MNIST, bits/dim")
     Config = RealNVPConfig
     select = "bits_per_dim"
-    train_defaults = {"epochs": 8, "lr": 1e-3, "batch_size": 64}
+    train_defaults = {"epochs": 18, "lr": 1e-3, "batch_size": 64}
     eval_batch_size = 250
 
     def __init__(self, config=None):

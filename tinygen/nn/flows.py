@@ -81,8 +81,11 @@ class AffineCoupling(Module):
     mask: the 0/1 array b, broadcastable to one sample (x.shape[1:]); kept as a buffer.
     s_net, t_net: Modules mapping b * x to x's shape. With ``t_net=None``, ``s_net`` outputs
     twice x's channels (dim 1), split into s then t (one net for both, as in Dinh et al.).
-    bounded_scale: s = scale * tanh(s_raw) with a learned per-channel ``scale`` (initialized to
-    1), which keeps exp(s) bounded early in training (Dinh et al. 2016, sec. 4.1).
+    bounded_scale: s = scale * tanh(s_raw) with a learned ``scale`` (initialized to 1) of shape
+    (mask.shape[0], 1, ...): one value per entry of the mask's first axis -- per channel for a
+    channel mask (C, 1, 1), a single value for a checkerboard (1, H, W), per coordinate for a
+    vector mask (D,). It keeps |s| <= |scale|, so exp(s) stays bounded early in training (Dinh
+    et al. 2016, sec. 4.1).
     """
 
     def __init__(self, mask, s_net, t_net=None, bounded_scale=False):
