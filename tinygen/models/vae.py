@@ -416,6 +416,14 @@ class VAE(GenerativeModel):
         zz = np.array([[a, b] for b in q[::-1] for a in q])                 # rows top to bottom
         return self.decode_to_images(zz, labels)
 
+    def styles(self, rng, n_styles=10):
+        """Conditional models: the same ``n_styles`` latent codes z ~ N(0, I) decoded with each
+        label (row r: digit r), so that z carries the handwriting style and y the class
+        (001's "handwriting styles obtained by fixing the class label and varying z")."""
+        z = rng.standard_normal((n_styles, self.latent_dim))
+        zz = np.tile(z, (10, 1))                                        # (10 * n_styles, d)
+        return self.decode_to_images(zz, np.repeat(np.arange(10), n_styles))
+
     def pictures(self, out_dir, dataset, rng):
         from ..train import images as img
 
@@ -423,16 +431,20 @@ class VAE(GenerativeModel):
         lab20 = lab[:20] if self.conditional else None
         paths = [img.save_reconstructions(x[:20], self.reconstruct(x[:20], lab20),
                                           os.path.join(out_dir, "reconstructions.png"), scale=2)]
-        paths.append(self.save_samples(64, rng, os.path.join(out_dir, "samples.png")))
+        paths.append(self.save_samples(100 if self.conditional else 64, rng,
+                                       os.path.join(out_dir, "samples.png")))
         pick = rng.choice(len(x), size=(2, 8), replace=False)
         paths.append(img.save_interpolations(
             self.interpolate(x[pick[0]], x[pick[1]], labels=lab[pick[0]] if self.conditional
                              else None),
             os.path.join(out_dir, "interpolations.png"), scale=2))
-        if self.latent_dim == 2:
-            paths.append(img.save_image_grid(self.manifold(20, None if not self.conditional
-                                                           else np.zeros(400, np.int64)),
+        if self.latent_dim == 2 and not self.conditional:
+            paths.append(img.save_image_grid(self.manifold(20),
                                              os.path.join(out_dir, "manifold.png"), nrow=20))
+        if self.conditional:
+            paths.append(img.save_image_grid(self.styles(rng),
+                                             os.path.join(out_dir, "styles.png"), nrow=10,
+                                             scale=2))
         mu, _ = self.posterior(self.model_input(x[:2000]), lab[:2000])
         codes = mu if mu.shape[1] == 2 else PCA.fit(mu, 2).encode(mu)
         paths.append(img.plot_scatter_2d(
@@ -819,7 +831,7 @@ class VanillaVAE(VAE):
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class CVAEConfig:
-    latent_dim: int = 20            # d
+    latent_dim: int = 2             # d (2: class-consistent samples, the lecture's style grid)
     hidden: int = 400               # hidden width of encoder and decoder
     depth: int = 1                  # hidden layers
     likelihood: str = "bernoulli"   # bernoulli | gaussian
