@@ -112,6 +112,37 @@ def test_conditional_generator_uses_the_label():
     assert np.abs(x[0] - x[1]).max() > 1e-4            # same z, different digit
 
 
+def test_conditional_discriminator_variants():
+    """Projection D with the auxiliary classifier: its terms are logged; the concatenation D
+    (label planes) has none; the logit of the projection D is psi.phi + (V y).phi."""
+    rng = np.random.default_rng(0)
+    batch = (tinygen.tensor(rng.random((8, 1, 28, 28)).astype(np.float32)),
+             tinygen.tensor(np.arange(8) % 10))
+    for options, keys in (({}, {"d_aux_loss", "g_aux_loss"}),
+                          ({"projection": False, "aux_weight": 0.0}, set())):
+        model = ConditionalDCGAN(ConditionalDCGAN.Config(channels=2, latent_dim=4, **options))
+        opts = {"discriminator": tinygen.optim.Adam(model.discriminator.parameters()),
+                "generator": tinygen.optim.Adam(model.generator.parameters())}
+        stats = model.train_step(batch, rng, opts)
+        assert {"d_aux_loss", "g_aux_loss"} & set(stats) == keys
+        if keys:
+            assert stats["loss"] == pytest.approx(stats["d_loss"] + stats["d_aux_loss"], rel=1e-5)
+            d = model.discriminator
+            model.eval()
+            with tinygen.no_grad():
+                x, y = model.to_d_input(batch[0]), tinygen.tensor(model.one_hot(np.arange(8)))
+                logit, aux = model.D_both(x, y)
+                phi = d.features(x).numpy().astype(np.float64)
+            want = (phi @ d.psi.weight.numpy().T.astype(np.float64))[:, 0] + d.psi.bias.numpy() \
+                + np.sum((model.one_hot(np.arange(8)) @ d.embed.weight.numpy().T) * phi, axis=1)
+            np.testing.assert_allclose(logit.numpy(), want, rtol=1e-4, atol=1e-5)
+            assert aux.shape == (8, 10)
+    with pytest.raises(ValueError, match="needs the projection discriminator"):
+        ConditionalDCGAN(ConditionalDCGAN.Config(channels=2, projection=False, aux_weight=1.0))
+    with pytest.raises(ValueError, match="aux_weight must be >= 0"):
+        ConditionalDCGAN(ConditionalDCGAN.Config(channels=2, aux_weight=-1.0))
+
+
 @pytest.mark.parametrize("bad,msg", [({"dataset": "spirals"}, "dataset must be"),
                                      ({"loss": "wasserstein"}, "loss must be one of"),
                                      ({"d_steps": 0}, "d_steps must be >= 1"),

@@ -153,6 +153,17 @@ class GAN(GenerativeModel):
         return F.binary_cross_entropy_with_logits(fake_logit,
                                                   tensor(target, device=fake_logit.device))
 
+    def D_both(self, x, y=None):
+        """(logit (N,), auxiliary class logits (N, 10) or None): the conditional model with
+        ``aux_weight`` > 0 also classifies its input from the discriminator's features."""
+        return self.D_logit(x, y), None
+
+    def aux_term(self, aux_logits, labels):
+        """aux_weight * cross-entropy of D's auxiliary classifier (None without one)."""
+        if aux_logits is None:
+            return None
+        return self.config.aux_weight * F.cross_entropy(aux_logits, labels)
+
     def train_step(self, batch, rng, optimizers):
         """One discriminator step on the batch; after every ``d_steps``-th, one generator step
         on a fresh batch of latents. Returns the stats to log."""
@@ -162,28 +173,40 @@ class GAN(GenerativeModel):
         # -- D step: ascend V(D, G) = mean log D(x) + mean log(1 - D(G(z))) --------------------
         with no_grad():
             fake = self.G(self.as_tensor(self.latents(n, rng)), y)      # G fixed here
-        real_logit = self.D_logit(x, y)
+        real_logit, real_aux = self.D_both(x, y)
         fake_logit = self.D_logit(fake, y)
         loss_d = self.d_loss(real_logit, fake_logit)
+        stats = {"d_loss": float(loss_d)}
+        aux = self.aux_term(real_aux, batch[1])          # D's classifier learns on real digits
+        if aux is not None:
+            loss_d = loss_d + aux
+            stats["d_aux_loss"] = float(aux)
         opt_d, opt_g = optimizers["discriminator"], optimizers["generator"]
         opt_d.zero_grad()
         loss_d.backward()
         opt_d.step()
-        stats = {"loss": float(loss_d), "d_loss": float(loss_d),
-                 "d_real": float(F.sigmoid(real_logit.detach()).mean()),
-                 "d_fake": float(F.sigmoid(fake_logit.detach()).mean())}
+        stats.update({"loss": float(loss_d),
+                      "d_real": float(F.sigmoid(real_logit.detach()).mean()),
+                      "d_fake": float(F.sigmoid(fake_logit.detach()).mean())})
         with no_grad():
             self.d_steps_done.add_(1)
         if int(self.d_steps_done.item()) % self.config.d_steps == 0:
             # -- G step: descend L_G through D (D's gradients are cleared before its next step)
+            labels = None
             if self.conditional:   # fresh labels, uniform over the digits
-                y = self.as_tensor(self.one_hot(rng.integers(0, 10, size=n)))
-            fake_logit = self.D_logit(self.G(self.as_tensor(self.latents(n, rng)), y), y)
+                labels = rng.integers(0, 10, size=n)
+                y = self.as_tensor(self.one_hot(labels))
+                labels = tensor(labels, device=self.device)
+            fake_logit, fake_aux = self.D_both(self.G(self.as_tensor(self.latents(n, rng)), y), y)
             loss_g = self.g_loss(fake_logit)
+            stats["g_loss"] = float(loss_g)
+            aux = self.aux_term(fake_aux, labels)        # G: be classified as the label asked
+            if aux is not None:
+                loss_g = loss_g + aux
+                stats["g_aux_loss"] = float(aux)
             opt_g.zero_grad()
             loss_g.backward()
             opt_g.step()
-            stats["g_loss"] = float(loss_g)
             stats["d_fake_g_step"] = float(F.sigmoid(fake_logit.detach()).mean())
         return stats
 
@@ -553,7 +576,41 @@ class DCGAN(GAN):
 # ------------------------------------------------------------------------------------------------
 @dataclass
 class CGANConfig(DCGANConfig):
-    pass                            # the DCGAN options; the label is always the MNIST digit
+    projection: bool = True         # D(x, y) = psi(phi(x)) + <V y, phi(x)> (Miyato & Koyama
+    #                                 2018); False: y as ten planes concatenated to the image
+    aux_weight: float = 1.0         # weight of D's auxiliary classifier loss (AC-GAN, Odena et
+    #                                 al. 2017) in L_D (real digits) and L_G (G(z, y) as y); 0: off
+
+
+class _ProjectionDiscriminator(nn.Module):
+    """The conditional discriminator with a projection (Miyato & Koyama 2018): features
+
+        1x28x28  Conv(1, C, 4, stride 2, pad 1)  -> Cx14x14,  LeakyReLU(0.2)
+        Cx14x14  Conv(C, 2C, 4, stride 2, pad 1) -> 2Cx7x7,   BN, LeakyReLU(0.2)
+        flatten                                 -> phi(x) (N, 2C*49)
+
+    and the logit  l(x, y) = psi^T phi(x) + b + (V y)^T phi(x)  with V (2C*49, 10) one
+    embedding per digit: the label enters as an inner product with the image's features, not
+    as extra input channels. ``aux`` adds a linear classifier of phi(x) (N, 10)."""
+
+    def __init__(self, ch, aux):
+        super().__init__()
+        width = 2 * ch * 49
+        self.features = nn.Sequential(
+            nn.Conv2d(1, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * ch),
+            nn.LeakyReLU(0.2), nn.Flatten())                            # -> (N, 2C*49)
+        self.psi = nn.Linear(width, 1)
+        self.embed = nn.Linear(10, width, bias=False)                   # V y for one-hot y
+        self.aux = nn.Linear(width, 10) if aux else None
+
+    def both(self, x, y):
+        phi = self.features(x)                                          # (N, 2C*49)
+        logit = self.psi(phi).reshape(x.shape[0]) + (self.embed(y) * phi).sum(dim=1)   # (N,)
+        return logit, (self.aux(phi) if self.aux is not None else None)
+
+    def forward(self, x, y):
+        return self.both(x, y)[0]
 
 
 @register
@@ -562,12 +619,36 @@ class ConditionalDCGAN(DCGAN):
 
         min_G max_D  E_{(X, Y) ~ q} [log D(X, Y)] + E_{Z, Y} [log(1 - D(G(Z, Y), Y))].
 
+    The discriminator sees y through a projection (default) or as input planes; with
+    ``aux_weight`` > 0 it also has an auxiliary classifier c(x) trained on the real digits,
+    and G is pushed to make c(G(z, y)) = y (AC-GAN's term):
+
+        L_D += w * CE(c(x), y)     (real),         L_G += w * CE(c(G(z, y)), y).
+
     Samples and grids have the digit 0..9 in turn (a row per digit); ``label_accuracy`` is the
-    share of samples the classifier labels as their conditioning digit."""
+    share of samples the *independent* scoring classifier labels as their conditioning digit."""
     model_name = "cgan"
-    description = "class-conditional DCGAN (one-hot label into G and D), a row per digit"
+    description = ("class-conditional DCGAN (label into G; projection D, optional auxiliary "
+                   "classifier), a row per digit")
     Config = CGANConfig
     conditional = True
+
+    def __init__(self, config=None):
+        config = config or CGANConfig()
+        if config.aux_weight < 0:
+            raise ValueError(f"aux_weight must be >= 0, got {config.aux_weight}")
+        super().__init__(config)
+        if config.projection:
+            self.discriminator = _ProjectionDiscriminator(config.channels,
+                                                          aux=config.aux_weight > 0)
+            _init_dcgan(self.discriminator)
+        elif config.aux_weight > 0:
+            raise ValueError("aux_weight > 0 needs the projection discriminator (--projection)")
+
+    def D_both(self, x, y=None):
+        if self.config.projection:
+            return self.discriminator.both(x, y)
+        return super().D_both(x, y)
 
     def evaluate(self, dataset):
         """The DCGAN scores plus ``label_accuracy`` (with a classifier)."""
