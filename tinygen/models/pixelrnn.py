@@ -33,7 +33,9 @@ Two LSTM layers (the paper's section 3.1), both computing the gates as in the LS
   to right, K^is is 1 x 1 (mask B) and K^ss a 2 x 1 column convolution (rows i-1 and i of the
   previous column, i.e. the pixels above and left). A second direction runs on the mirrored
   image; its output is *shifted down one row* before the two are added, so that it never sees the
-  current row's right part. The receptive field is the whole upper-left context.
+  current row's right part. The receptive field is every earlier pixel except one: the last
+  pixel (i-1, n-1) of the row above, which only the first layer's 7 x 7 mask-A convolution
+  reaches (for j >= n-4), since no feature of row i-1 depends on it (the tests check this).
 
 In both, the state of a step is a whole line (a row of the image, or a column of the skewed
 map): L positions with h channels, and K^ss is a 1-D convolution along it. Each layer's recurrence
