@@ -101,7 +101,7 @@ def class_coverage(labels, num_classes=NUM_CLASSES):
                          f"[{labels.min()}, {labels.max()}]")
     hist = np.bincount(labels, minlength=num_classes).astype(np.int64)
     p = hist[hist > 0] / hist.sum()
-    return hist, float(-(p * np.log(p)).sum())        # H = - sum_k p_k log p_k
+    return hist, float(-(p * np.log(p)).sum()) + 0.0  # H = - sum_k p_k log p_k (no -0.0)
 
 
 # -- Fréchet distance ----------------------------------------------------------------------------
