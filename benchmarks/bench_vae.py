@@ -12,7 +12,10 @@ are then loaded into a tinygen model, so both are evaluated by the same code.
     python benchmarks/bench_vae.py --steps 300     # interleaved per-step timing only
 
 Like the other benchmarks it unsets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for its own process
-(and says so). PyTorch runs with as many threads as there are cores.
+(and says so). ``--threads N`` (default 1) gives both libraries N threads (PyTorch's
+intra-op threads, OpenBLAS's threads via OPENBLAS_NUM_THREADS, set before NumPy loads): on this
+2-core VM, when anything else runs, 2-thread BLAS calls of either library collapse (seen: 100
+PyTorch epochs taking > 4 minutes instead of ~18 s), so the default compares one thread each.
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ class TorchStep:
         import torch
         from torch import nn
         torch.manual_seed(seed)
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(int(os.environ.get("OPENBLAS_NUM_THREADS", "1")))
         self.torch = torch
         self.fc1, self.fc21, self.fc22 = nn.Linear(PIXELS, HIDDEN), nn.Linear(HIDDEN, LATENT), \
             nn.Linear(HIDDEN, LATENT)
@@ -154,7 +157,18 @@ def interleaved_steps(train_images, n_steps, batch_size, seed):
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
+def _set_threads():
+    """Re-run with OPENBLAS_NUM_THREADS = --threads (NumPy's BLAS reads it when it loads)."""
+    n = "1"
+    if "--threads" in sys.argv:
+        n = sys.argv[sys.argv.index("--threads") + 1]
+    if os.environ.get("OPENBLAS_NUM_THREADS") != n:
+        os.environ["OPENBLAS_NUM_THREADS"] = n
+        os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ))
+
+
 def main():
+    _set_threads()
     reexec_without_openblas_env()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", help="directory with the MNIST test IDX files")
@@ -165,10 +179,12 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the results here")
     p.add_argument("--keep-openblas-env", action="store_true")
+    p.add_argument("--threads", type=int, default=1, help="threads of both libraries")
     args = p.parse_args()
     from tinygen.data import load_mnist
     if os.environ.get("TINYGEN_BENCH_UNSET_OPENBLAS"):
         print("(OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this process)")
+    print(f"threads per library: {os.environ['OPENBLAS_NUM_THREADS']}", flush=True)
     train_images = load_mnist("train", None).images                      # the 5,000 digits
     if args.steps:
         ms = interleaved_steps(train_images, args.steps, 100, args.seed)
