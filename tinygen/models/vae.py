@@ -398,6 +398,11 @@ class VAE(GenerativeModel):
         mu, _ = self.posterior(self.model_input(images), labels)
         return self.decode_to_images(mu, labels if self.conditional else None)
 
+    def reconstruction_mse(self, images, labels=None) -> float:
+        """Mean squared error per pixel of :meth:`reconstruct` against the [0, 1] images."""
+        rec = self.reconstruct(images, labels)
+        return float(np.mean((rec.astype(np.float64) - images) ** 2))
+
     def interpolate(self, x0, x1, steps=10, labels=None):
         """Decoded (1 - a) mu(x0) + a mu(x1) for a in [0, 1]: (R, steps, 1, 28, 28)."""
         m0, _ = self.posterior(self.model_input(x0), labels)
@@ -706,8 +711,7 @@ class ConvVAE(VAE):
 
     def extra_evaluation(self, dataset, x):
         """``mse`` of the mean prediction g(mu^f(x)) (no sampling), as the lecture does."""
-        rec = self.reconstruct(dataset.images)
-        return {"mse": float(np.mean((rec.astype(np.float64) - dataset.images) ** 2))}
+        return {"mse": self.reconstruction_mse(dataset.images)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -824,8 +828,7 @@ class VanillaVAE(VAE):
 
     def extra_evaluation(self, dataset, x):
         """``mse`` of the mean reconstruction in [0, 1] pixels."""
-        rec = self.reconstruct(dataset.images)
-        return {"mse": float(np.mean((rec.astype(np.float64) - dataset.images) ** 2))}
+        return {"mse": self.reconstruction_mse(dataset.images)}
 
 
 # ---------------------------------------------------------------------------------------------
