@@ -20,9 +20,9 @@ from .elementwise import __all__ as _e
 from .linalg import *  # noqa: F401,F403
 from .linalg import __all__ as _l
 from .loss import *  # noqa: F401,F403
+from .loss import __all__ as _o
 from .lstm import *  # noqa: F401,F403
 from .lstm import __all__ as _lstm
-from .loss import __all__ as _o
 from .reduction import *  # noqa: F401,F403
 from .reduction import __all__ as _r
 from .shape import *  # noqa: F401,F403

@@ -43,6 +43,8 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..autograd import no_grad
+from ..data import dynamic_binarize, static_binarize
+from ..tensor import tensor
 from ..train.loop import Phase
 from .base import GenerativeModel, register
 from .vae import (BernoulliLikelihood, GaussianLikelihood, MLPVAE, VAEConfig, _mlp, bounded,
@@ -91,7 +93,6 @@ class M2Net(nn.Module):
         self.decoder = _mlp([latent_dim + N_CLASSES, hidden, dim_x * likelihood.n_outputs])
 
     def as_tensor(self, a):
-        from ..tensor import tensor
         return tensor(np.ascontiguousarray(a, dtype=np.float32), device=self.device)
 
     @property
@@ -135,6 +136,14 @@ class M2Net(nn.Module):
         ce = F.cross_entropy(self.classifier(x_l), self.as_tensor(y_l).long())
         return u + l_bound + alpha * ce, {"unlabelled": float(u), "labelled": float(l_bound),
                                           "ce": float(ce)}
+
+    def sample_means(self, n, rng):
+        """E[x | y, z] for y = r % 10 (r = 0..n-1) and z ~ N(0, I): NumPy (n, dim_x)."""
+        labels = np.arange(n) % N_CLASSES
+        z = rng.standard_normal((n, self.latent_dim))
+        with no_grad():
+            params = self.decode(self.as_tensor(z), _one_hot(labels, self))
+            return self.likelihood.mean(params).numpy()
 
     def predict(self, x_np, batch=1000):
         """argmax_y q(y | x) for NumPy inputs (N, dim_x)."""
@@ -302,11 +311,9 @@ class M2(SemiSupervised):
         self.m2 = M2Net(28 * 28, c.latent_dim, c.hidden, BernoulliLikelihood(), (-10.0, 10.0))
 
     def m2_input(self, images, rng=None):
+        """Binarized pixels (N, 784): fresh per call with ``rng`` (training), else fixed."""
         x = images.reshape(len(images), -1)                              # (N, 1, 28, 28) -> (N, 784)
-        if rng is None:                                                  # held-out: fixed binarization
-            from ..data import static_binarize
-            return static_binarize(x, seed=0)
-        return (rng.random(x.shape) < x).astype(np.float32)              # dynamic binarization
+        return static_binarize(x, seed=0) if rng is None else dynamic_binarize(x, rng)
 
     def m2_loss(self, batch, rng):
         x_u = self.as_tensor(self.m2_input(batch[0].numpy(), rng))       # labels of the batch unused
@@ -332,12 +339,7 @@ class M2(SemiSupervised):
 
     def sample(self, n, rng):
         """Class-conditional samples: row r is digit r % 10, z ~ N(0, I)."""
-        labels = np.arange(n) % N_CLASSES
-        z = rng.standard_normal((n, self.config.latent_dim))
-        with no_grad():
-            params = self.m2.decode(self.as_tensor(z), _one_hot(labels, self))
-            p = self.m2.likelihood.mean(params).numpy()
-        return p.reshape(n, 1, 28, 28)
+        return self.m2.sample_means(n, rng).reshape(n, 1, 28, 28)
 
 
 @register
@@ -384,8 +386,4 @@ class M1M2(SemiSupervised):
     def sample(self, n, rng):
         """x from y (row r: digit r % 10), z2 ~ N(0, I), z1 = mean of p(z1 | y, z2), x = M1's
         decoder mean at z1."""
-        labels = np.arange(n) % N_CLASSES
-        z2 = rng.standard_normal((n, self.config.latent_dim))
-        with no_grad():
-            z1 = self.m2.decode(self.as_tensor(z2), _one_hot(labels, self))[0].numpy()
-        return self.m1.decode_to_images(z1)
+        return self.m1.decode_to_images(self.m2.sample_means(n, rng))

@@ -330,7 +330,7 @@ class VAE(GenerativeModel):
         for s in range(0, n, images):
             sl = slice(s, min(n, s + images))
             b = sl.stop - sl.start
-            chunks = []
+            log_w = []                                                        # (kc, b) chunks
             for k0 in range(0, k, per_image):
                 kc = min(per_image, k - k0)
                 eps = rng.standard_normal((kc, b, d))
@@ -339,14 +339,9 @@ class VAE(GenerativeModel):
                 lab = None if not self.conditional else np.tile(labels[sl], kc)
                 xr = np.broadcast_to(x[sl], (kc,) + x[sl].shape).reshape((kc * b,) + x.shape[1:])
                 log_px = self.likelihood.log_prob_np(self._decode_np(zf, lab), xr)
-                log_w = (log_px.reshape(kc, b) + log_normal_np(z)
-                         - log_normal_np(z, mu[sl], logvar[sl]))              # (kc, b)
-                chunks.append((logmeanexp(log_w, axis=0), kc))
-            # combine the chunks' log-mean-exps, weighted by their sizes
-            lme = np.stack([c for c, _ in chunks])                            # (chunks, b)
-            wts = np.array([kc for _, kc in chunks], np.float64)[:, None] / k
-            top = lme.max(axis=0)
-            out[sl] = top + np.log(np.sum(wts * np.exp(lme - top), axis=0))
+                log_w.append(log_px.reshape(kc, b) + log_normal_np(z)
+                             - log_normal_np(z, mu[sl], logvar[sl]))
+            out[sl] = logmeanexp(np.concatenate(log_w), axis=0)              # (k, b) -> (b,)
         return out
 
     def evaluate(self, dataset, iw_samples=None) -> dict:
@@ -613,12 +608,6 @@ class ToyVAE(MLPVAE):
         desc["standardized"] = {"mean": mean.tolist(), "std": std.tolist()}
         return data, desc
 
-    def prepare(self, x, rng):
-        return np.asarray(x, np.float32)
-
-    def heldout_data(self, x):
-        return np.asarray(x, np.float32)
-
     def sample(self, n, rng, labels=None):
         """Points x = mu_g(z) + sigma_g(z) u with z, u ~ N(0, I): float32 (n, 2)."""
         z = rng.standard_normal((n, self.latent_dim))
@@ -799,9 +788,6 @@ class VanillaVAE(VAE):
 
     def prepare(self, x, rng):
         return self.model_input(x)
-
-    def heldout_data(self, x):
-        return np.asarray(x, np.float32)
 
     def to_image(self, x):
         return np.clip((x + 1.0) / 2.0, 0.0, 1.0)

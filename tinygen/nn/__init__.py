@@ -1,9 +1,8 @@
 """Neural-network building blocks (PyTorch's ``torch.nn`` names): ``Module``, ``Parameter``,
 layers, containers, losses, ``init`` and ``utils``. No gradient code lives here: modules only
 compose the differentiable ops of :mod:`tinygen.functional`."""
-from . import init, utils
+from . import flows, init, utils
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
-from . import flows  # noqa: F401  (Real NVP layers: tinygen.nn.flows.AffineCoupling, ...)
 from .flows import AffineCoupling, CouplingResNet, DequantizeLogit, FactorOut, Squeeze  # noqa: F401
 from .layers import (ELU, BatchNorm1d, BatchNorm2d, BCELoss, BCEWithLogitsLoss,
                      CrossEntropyLoss, Dropout, Flatten, GaussianNLLLoss, Identity, L1Loss,
@@ -18,5 +17,4 @@ __all__ = ["Module", "Parameter", "init", "utils", "Conv1d", "Conv2d", "ConvTran
            "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "Flatten", "GaussianNLLLoss",
            "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax", "ModuleDict", "ModuleList",
            "MSELoss", "NLLLoss", "ReLU", "Sequential", "Sigmoid", "Softmax", "Softplus", "Tanh",
-           "Unflatten"]
-__all__ += ["LSTM", "LSTMCell", "MaskedConv2d"]
+           "Unflatten", "LSTM", "LSTMCell", "MaskedConv2d"]
