@@ -1,0 +1,249 @@
+"""WaveNet (van den Oord et al. 2016, "WaveNet: A Generative Model for Raw Audio"): an
+autoregressive model built from causal dilated convolutions, here over characters and over
+binarized MNIST read as a 784-step sequence. Kurmi's lecture on autoencoders and autoregressive
+models shows WaveNet for audio beside char-rnn for text; both factorize
+
+    p(x) = prod_t p(x_t | x_1, ..., x_{t-1})                                          (1)
+
+but WaveNet computes every conditional of a sequence in one parallel pass of convolutions
+instead of a recurrence.
+
+The network (one pass over ids x_1..x_T gives logits for x_2..x_{T+1}):
+
+    h^0_t = E[x_t]                                   (embedding, E: V_in x R)
+    for layer l = 1..L with dilation d_l and kernel size k:
+        a_t = sum_{i=0}^{k-1} W_l[:, :, i] h^{l-1}_{t-(k-1-i) d_l} + b_l           (causal, dilated)
+        z_t = tanh(a^f_t) * sigmoid(a^g_t)           (gated unit; a = [a^f; a^g], D + D channels)
+        h^l_t = h^{l-1}_t + V^res_l z_t              (residual 1x1 convolution, D -> R)
+        s^l_t = V^skip_l z_t                         (skip 1x1 convolution, D -> S)
+    logits_t = U_2 relu(U_1 relu(sum_l s^l_t))      (two 1x1 convolutions, S -> S -> V_out)
+    p(x_{t+1} | x_<=t) = softmax(logits_t)
+
+"Causal" means the convolution at t reads h at t, t - d, ..., t - (k-1) d only: the input is
+padded with (k-1) d zeros on the left (before each layer) and no output ever sees a later input.
+Dilations double within a stack, 1, 2, 4, ..., 2^(n-1), and the stack repeats, so the
+**receptive field** (the number of inputs x_{t-r+1..t} that the logits at t depend on) is
+
+    r = 1 + (k - 1) * sum_l d_l          (= 1 + stacks * (2^n - 1) for k = 2)          (2)
+
+Generation draws one token at a time. The naive way recomputes the whole network on the last r
+tokens for every new token (O(r) per step per layer). Fast WaveNet (Paine et al. 2016, "Fast
+Wavenet Generation Algorithm") notices that the dilated convolution of layer l at time t only
+needs the layer's inputs at t - j d_l (j = 1..k-1), all computed at earlier steps: each layer
+keeps a queue of its last (k-1) d_l inputs, so a step costs O(1) per layer. Before the first
+token the queues hold zeros, exactly the zero padding of the training pass, so both generators
+define the same distribution and, fed the same random numbers, draw the same tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import functional as F
+from .. import nn
+from ..autograd import no_grad
+from ..tensor import Tensor, empty, tensor
+
+__all__ = ["WaveNetConfig", "WaveNetNet", "GatedResidualLayer", "CausalConv1d",
+           "receptive_field", "FastGenerator", "generate_naive", "generate_fast",
+           "draw_categorical"]
+
+
+@dataclass
+class WaveNetConfig:
+    residual_channels: int = 64    # R: channels of the residual stream h^l
+    dilation_channels: int = 64    # D: channels of each gated unit z (the conv gives 2 D)
+    skip_channels: int = 128       # S: channels of the skip connections and the output head
+    kernel_size: int = 2           # k: taps of each dilated convolution
+    dilation_layers: int = 6       # n: layers per stack, dilations 1, 2, ..., 2^(n-1)
+    stacks: int = 2                # the stack of n layers repeats this many times
+
+
+def receptive_field(kernel_size: int, dilations) -> int:
+    """Equation (2): how many inputs the output at one position depends on."""
+    return 1 + (kernel_size - 1) * int(sum(dilations))
+
+
+def draw_categorical(logits, rng, temperature=1.0):
+    """One draw per row of ``logits`` (N, V) (NumPy, any float dtype) from
+    softmax(logits / temperature), by inverse CDF with one ``rng.random`` number per row, so that
+    two callers with equal logits and equal generator states draw equal tokens. -> (N,) int64."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    u = rng.random((len(p), 1))
+    return np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1).astype(np.int64)
+
+
+class CausalConv1d(nn.Module):
+    """A 1-D convolution whose output at t reads inputs t - (k-1) d .. t only: (N, C_in, T) ->
+    (N, C_out, T), left zero padding of (k-1) d."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, dilation=1):
+        super().__init__()
+        self.left = (kernel_size - 1) * dilation
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (self.left, 0)))
+
+
+class GatedResidualLayer(nn.Module):
+    """One WaveNet layer: h (N, R, T) -> (h + V^res z, V^skip z) with
+    z = tanh(a^f) * sigmoid(a^g) and a = the causal dilated convolution of h."""
+
+    def __init__(self, residual_channels, dilation_channels, skip_channels, kernel_size,
+                 dilation):
+        super().__init__()
+        self.dilation, self.kernel_size = dilation, kernel_size
+        self.causal = CausalConv1d(residual_channels, 2 * dilation_channels, kernel_size,
+                                   dilation)
+        self.residual = nn.Conv1d(dilation_channels, residual_channels, 1)
+        self.skip = nn.Conv1d(dilation_channels, skip_channels, 1)
+
+    @staticmethod
+    def gate(a):
+        """z = tanh(a^f) * sigmoid(a^g) for a = [a^f; a^g] on the channel axis."""
+        filt, gate = a.chunk(2, dim=1)
+        return filt.tanh() * gate.sigmoid()
+
+    def forward(self, h):
+        z = self.gate(self.causal(h))
+        return h + self.residual(z), self.skip(z)
+
+    def step(self, taps):
+        """The layer at one time step: ``taps`` (N, R, k) holds its inputs at t - (k-1) d, ...,
+        t - d, t (oldest first) -> (h_t + V^res z_t, V^skip z_t), each (N, ., 1). The same
+        weights as :meth:`forward`, applied to k columns without dilation."""
+        conv = self.causal.conv
+        z = self.gate(F.conv1d(taps, conv.weight, conv.bias))          # (N, D, 1)
+        return taps[:, :, -1:] + self.residual(z), self.skip(z)
+
+
+class WaveNetNet(nn.Module):
+    """The network of the module docstring: ids (N, T) int64 in [0, n_in) -> logits
+    (N, n_out, T), the logits at t being those of the token after x_t."""
+
+    def __init__(self, n_in: int, n_out: int, config: WaveNetConfig | None = None):
+        super().__init__()
+        c = self.config = config or WaveNetConfig()
+        for name in ("residual_channels", "dilation_channels", "skip_channels", "kernel_size",
+                     "dilation_layers", "stacks"):
+            if getattr(c, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
+        if n_in < 1 or n_out < 2:
+            raise ValueError(f"WaveNetNet needs n_in >= 1 and n_out >= 2 tokens, got n_in={n_in}"
+                             f", n_out={n_out}")
+        self.n_in, self.n_out = n_in, n_out
+        self.dilations = [2 ** i for _ in range(c.stacks) for i in range(c.dilation_layers)]
+        self.embedding = nn.Parameter(empty(n_in, c.residual_channels))     # E (V_in, R)
+        nn.init.normal_(self.embedding, 0.0, 1.0)
+        self.layers = nn.ModuleList([
+            GatedResidualLayer(c.residual_channels, c.dilation_channels, c.skip_channels,
+                               c.kernel_size, d) for d in self.dilations])
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(c.skip_channels, c.skip_channels, 1),
+                                  nn.ReLU(), nn.Conv1d(c.skip_channels, n_out, 1))
+
+    @property
+    def receptive_field(self) -> int:
+        return receptive_field(self.config.kernel_size, self.dilations)
+
+    def _check_ids(self, ids):
+        data = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+        if data.ndim != 2 or data.dtype.kind not in "iu":
+            raise ValueError(f"WaveNet: ids must be an (N, T) integer array, got shape "
+                             f"{tuple(data.shape)} and dtype {data.dtype}")
+        if data.size and (int(data.min()) < 0 or int(data.max()) >= self.n_in):
+            raise ValueError(f"WaveNet: ids must lie in [0, {self.n_in - 1}], got "
+                             f"[{int(data.min())}, {int(data.max())}]")
+        return ids if isinstance(ids, Tensor) else tensor(data.astype(np.int64),
+                                                          device=self.embedding.device)
+
+    def forward(self, ids):
+        ids = self._check_ids(ids)
+        h = self.embedding[ids].permute(0, 2, 1)                  # (N, T, R) -> (N, R, T)
+        skips = None
+        for layer in self.layers:
+            h, s = layer(h)
+            skips = s if skips is None else skips + s             # (N, S, T)
+        return self.head(skips)                                   # (N, V_out, T)
+
+    def nll(self, inputs, targets, reduction="none"):
+        """-log p(targets_t | inputs_<=t) in nats: inputs (N, T) and targets (N, T) int ->
+        (N, T) (``reduction="none"``), or their mean/sum."""
+        logits = self(inputs)                                     # (N, V, T)
+        targets = targets if isinstance(targets, Tensor) else \
+            tensor(np.asarray(targets, np.int64), device=logits.device)
+        return F.cross_entropy(logits, targets, reduction=reduction)
+
+
+# -- generation ---------------------------------------------------------------------------------
+def generate_naive(net: WaveNetNet, prompt, length, rng, temperature=1.0):
+    """Draw ``length`` tokens after ``prompt`` (N, P) int, recomputing the network on the last
+    ``receptive_field`` tokens for every new one. -> (N, P + length) int64."""
+    ids = np.array(prompt, dtype=np.int64, ndmin=2)
+    if ids.shape[1] < 1:
+        raise ValueError("generate_naive: the prompt needs at least one token")
+    r = net.receptive_field
+    out = [ids]
+    seq = ids
+    with no_grad():
+        for _ in range(length):
+            window = seq[:, -r:]                                  # (N, <= r)
+            logits = net(window).numpy()[:, :, -1]                # (N, V)
+            nxt = draw_categorical(logits, rng, temperature)
+            out.append(nxt[:, None])
+            seq = np.concatenate([window, nxt[:, None]], axis=1)
+    return np.concatenate(out, axis=1)
+
+
+class FastGenerator:
+    """Fast WaveNet generation: per layer a queue (ring buffer) of its last (k-1) d inputs.
+
+    ``push(ids)`` feeds one token per sequence (N,) and returns the logits (N, V) of the next
+    one; every layer reads its k taps from the queue and the current input, then stores the
+    current input where the oldest one was. O(layers) work per token."""
+
+    def __init__(self, net: WaveNetNet, batch: int):
+        self.net, self.t = net, 0
+        emb = net.embedding
+        xp = emb._xp
+        self.queues = [xp.zeros((batch, net.config.residual_channels,
+                                 (layer.kernel_size - 1) * layer.dilation), dtype=emb.dtype)
+                       for layer in net.layers]                   # each (N, R, (k-1) d)
+
+    def push(self, ids):
+        net = self.net
+        with no_grad():
+            ids = net._check_ids(np.asarray(ids, np.int64).reshape(-1, 1))
+            h = net.embedding[ids[:, 0]].unsqueeze(2)              # (N, R, 1)
+            skips = None
+            for layer, queue in zip(net.layers, self.queues):
+                size, d, k = queue.shape[2], layer.dilation, layer.kernel_size
+                taps = h
+                if size:
+                    # inputs at t - (k-1) d, ..., t - d live in slots (t - j d) mod size
+                    slots = [(self.t - j * d) % size for j in range(k - 1, 0, -1)]
+                    taps = F.cat([tensor(queue[:, :, slots], device=h.device), h], dim=2)
+                    queue[:, :, self.t % size] = h.data[:, :, 0]   # the oldest input leaves
+                h, s = layer.step(taps)
+                skips = s if skips is None else skips + s
+            self.t += 1
+            return net.head(skips).numpy()[:, :, 0]                # (N, V)
+
+
+def generate_fast(net: WaveNetNet, prompt, length, rng, temperature=1.0):
+    """The same distribution and draws as :func:`generate_naive`, with per-layer queues."""
+    ids = np.array(prompt, dtype=np.int64, ndmin=2)
+    if ids.shape[1] < 1:
+        raise ValueError("generate_fast: the prompt needs at least one token")
+    gen = FastGenerator(net, len(ids))
+    for t in range(ids.shape[1]):
+        logits = gen.push(ids[:, t])
+    out = [ids]
+    for _ in range(length):
+        nxt = draw_categorical(logits, rng, temperature)
+        out.append(nxt[:, None])
+        logits = gen.push(nxt)
+    return np.concatenate(out, axis=1)
