@@ -1,7 +1,7 @@
 """The training loop: checkpoints (atomic, round trip), exact resume, the NaN stop, metrics."""
 import json
 import os
-import pickle
+import zipfile
 
 import numpy as np
 import pytest
@@ -10,6 +10,7 @@ import tinygen
 from tinygen import functional as F
 from tinygen import nn
 from tinygen.train import Phase, Trainer, TrainConfig, TrainingDiverged
+from tinygen.serialization import CheckpointError, save_tree
 from tinygen.train.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 
 
@@ -39,22 +40,28 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_load_checkpoint_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such file"):
         load_checkpoint(tmp_path / "missing.ckpt")
-    (tmp_path / "junk.ckpt").write_bytes(b"not a pickle")
-    with pytest.raises(ValueError, match="not a readable tinygen checkpoint"):
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.ckpt: is not a tinygen file"):
         load_checkpoint(tmp_path / "junk.ckpt")
-    with open(tmp_path / "other.ckpt", "wb") as f:
-        pickle.dump({"hello": 1}, f)
-    with pytest.raises(ValueError, match="not a tinygen checkpoint"):
+    # a file of tinygen's format that holds something else than a checkpoint
+    save_tree(tmp_path / "other.ckpt", {"hello": 1}, kind="weights")
+    with pytest.raises(CheckpointError, match="holds a 'weights', not a 'checkpoint'"):
         load_checkpoint(tmp_path / "other.ckpt")
-    save_checkpoint(tmp_path / "v.ckpt", {})
-    rec = load_checkpoint(tmp_path / "v.ckpt")
-    rec["version"] = 99
-    with open(tmp_path / "v.ckpt", "wb") as f:
-        pickle.dump(rec, f)
-    with pytest.raises(ValueError, match="format version 99"):
-        load_checkpoint(tmp_path / "v.ckpt")
+    # a newer format version
+    path = tmp_path / "v.ckpt"
+    save_checkpoint(path, {})
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    header = json.loads(members["tinygen.json"])
+    header["version"] = 99
+    members["tinygen.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(path)
 
 
 # -- a tiny model for the loop ----------------------------------------------------------------------

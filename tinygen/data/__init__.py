@@ -2,8 +2,9 @@
 batch iterator. Everything here works on NumPy arrays."""
 from .idx import read_idx, write_idx  # noqa: F401
 from .loader import BatchIterator  # noqa: F401
-from .mnist import (Dataset, embedded_mnist_path, load_embedded_mnist, load_mnist,  # noqa: F401
-                    resolve_data_dir, train_val_split)
+from .mnist import (DataSource, Dataset, embedded_mnist_path, load_embedded_mnist,  # noqa: F401
+                    load_mnist, load_mnist_splits, resolve_data_dir, resolve_data_source,
+                    train_val_split)
 from .toy import (TOY_DATASETS, make_checkerboard, make_eight_gaussians, make_moons,  # noqa: F401
                   make_rings)
 from .transforms import dequantize, dynamic_binarize, static_binarize  # noqa: F401

