@@ -47,13 +47,11 @@ def is_floating(dtype) -> bool:
 def _import_cupy():
     global _cupy, _cupy_error
     if _cupy is None and _cupy_error is None:
+        from .kernels.cuda import _runtime  # the only module that imports CuPy (lazily)
         try:
-            import cupy  # noqa: F401  (optional dependency)
-            if cupy.cuda.runtime.getDeviceCount() < 1:
-                raise RuntimeError("CuPy found no CUDA device")
-            _cupy = cupy
-        except Exception as exc:  # ImportError, CUDA driver errors, ...
-            _cupy_error = f"{type(exc).__name__}: {exc}"
+            _cupy = _runtime.get_cupy()
+        except RuntimeError:  # CuPy missing, no driver, no GPU: the runtime says which
+            _cupy_error = _runtime._cupy_error
     return _cupy
 
 
