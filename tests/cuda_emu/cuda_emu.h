@@ -48,7 +48,7 @@ extern "C" void __tsan_ignore_thread_end();
 #else
 #define __global__ __attribute__((noinline))
 #endif
-#define __device__ static inline
+#define __device__
 #define __host__
 #define __forceinline__
 #define __noinline__ __attribute__((noinline))
@@ -358,6 +358,10 @@ static inline double rsqrt(double x) { return 1.0 / sqrt(x); }
 #define __expf expf
 #define __logf logf
 static inline float __fdividef(float a, float b) { return a / b; }
+static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
+static inline long long __double_as_longlong(double d) { long long v; memcpy(&v, &d, 8); return v; }
+static inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
+static inline int __float_as_int(float f) { int v; memcpy(&v, &f, 4); return v; }
 static inline float __saturatef(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
