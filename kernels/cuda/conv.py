@@ -144,7 +144,7 @@ def conv2d_weight(x, gy, geom, groups, weight_shape):
     dtype = _grid.same_dtype("conv2d_weight", x, gy)
     x, gy = cp.ascontiguousarray(x), cp.ascontiguousarray(gy)
     pl = _Plan(x.shape[0], x.shape[1], gy.shape[1], geom, groups, x.itemsize)
-    dw = cp.zeros((groups, pl.og, pl.cg * pl.kk), dtype=dtype)
+    dw = None                                                            # (G, Og, Cg*kk)
     cols_buf = pl.buffer(cp, pl.n_chan * pl.kk, dtype)
     gc_buf = pl.buffer(cp, pl.n_out, dtype)
     for n0, nb in pl.chunks():
@@ -153,6 +153,7 @@ def conv2d_weight(x, gy, geom, groups, weight_shape):
         gc = pl.view(gc_buf, pl.n_out, nb)
         _swap_leading_axes(gy[n0:n0 + nb], gc)                           # (nb, O, P) -> (O, nb, P)
         # dw_g += gy_g (Og, nb*P) @ cols_g^T (nb*P, Cg*kk)
-        dw += cp.matmul(gc.reshape(groups, pl.og, nb * pl.p),
-                        cols.reshape(groups, pl.cg * pl.kk, nb * pl.p).transpose(0, 2, 1))
+        part = cp.matmul(gc.reshape(groups, pl.og, nb * pl.p),
+                         cols.reshape(groups, pl.cg * pl.kk, nb * pl.p).transpose(0, 2, 1))
+        dw = part if dw is None else dw + part
     return dw.reshape(tuple(weight_shape))

@@ -24,14 +24,14 @@
 // same launch writes): no shared memory, barriers or atomics. float32 and float64 kernels come
 // from one template body each, stamped out by TG_STAMP as <name>_f32 and <name>_f64.
 
-__device__ inline float tg_exp(float x) { return expf(x); }
-__device__ inline double tg_exp(double x) { return exp(x); }
-__device__ inline float tg_tanh(float x) { return tanhf(x); }
-__device__ inline double tg_tanh(double x) { return tanh(x); }
+__device__ float tg_exp(float x) { return expf(x); }
+__device__ double tg_exp(double x) { return exp(x); }
+__device__ float tg_tanh(float x) { return tanhf(x); }
+__device__ double tg_tanh(double x) { return tanh(x); }
 
 // Logistic sigmoid without overflow: exp is only taken of a non-positive number.
 template <typename T>
-__device__ inline T tg_sigmoid(T x) {
+__device__ T tg_sigmoid(T x) {
     if (x >= (T)0) return (T)1 / ((T)1 + tg_exp(-x));
     const T e = tg_exp(x);
     return e / ((T)1 + e);
@@ -105,7 +105,7 @@ __device__ void lstm_step_backward_body(const T* dh_t, const T* dh_rec, const T*
     }
 }
 
-// -- LSTM whose state-to-state map is a 1-D convolution (PixelRNN) ---------------------------------
+// -- LSTM whose state-to-state map is a 1-D convolution (PixelRNN) --------------------------------
 // State (N, h, L); kernel K (4h, h, k), tap t reading position p + t - anchor of h_{t-1}:
 //     z_t[n, r, p] = xg_t[n, r, p] + sum_{u, t} K[r, u, t] h_{t-1}[n, u, p + t - anchor]
 

@@ -136,7 +136,7 @@ def lstm_sequence_backward(dhs, dc_last, x, h0, c0, w_ih, w_hh, hs, cs, acts):
     return dx, dh0, dc0, dw_ih, dw_hh, db
 
 
-# -- LSTM whose state-to-state map is a 1-D convolution (PixelRNN) ----------------------------------
+# -- LSTM whose state-to-state map is a 1-D convolution (PixelRNN) ---------------------------------
 def _conv_lstm_sizes(xg, kernel):
     steps, n_batch, g4, length = xg.shape
     return steps, n_batch, g4 // 4, length, kernel.shape[2]
