@@ -4,16 +4,20 @@ The graph
 ---------
 Every differentiable primitive is a subclass of :class:`Function` with two methods side by side:
 
-* ``forward(self, *arrays, **params) -> array`` computes on backing arrays (NumPy or CuPy) and may
-  stash whatever the backward needs on ``self``;
-* ``backward(self, grad_output: Tensor) -> tuple[Tensor | None, ...]`` returns one gradient per
-  positional input, **written with differentiable Tensor ops**, so that running it with grad mode on
-  (``create_graph=True``) records a graph of the backward pass itself: second derivatives for free.
+* ``forward(self, *arrays, **params) -> array | tuple[array, ...]`` computes on backing arrays
+  (NumPy or CuPy) and may stash whatever the backward needs on ``self``;
+* ``backward(self, *grad_outputs: Tensor | None) -> tuple[Tensor | None, ...]`` gets one gradient
+  per output and returns one gradient per positional input, **written with differentiable Tensor
+  ops**, so that running it with grad mode on (``create_graph=True``) records a graph of the
+  backward pass itself: second derivatives for free.
 
 ``Function.apply(*tensors, **params)`` runs the forward and, when grad mode is on and an input
-requires a gradient, links the output tensor to the function (``tensor.grad_fn``). Every function has
-exactly one output tensor; ops with several results (``split``, ``chunk``) are built from several
-functions.
+requires a gradient, links the output tensor(s) to the function (``tensor.grad_fn``). A forward
+that returns a tuple of arrays gives a tuple of tensors (as Chainer's ``FunctionNode``): an LSTM
+returns its hidden states and its last cell state, a coupling layer ``y`` and ``log|det J|``. Its
+backward is called once, after every output's gradient is complete, with ``None`` for an output
+that no gradient reached; outputs listed in ``non_differentiable`` (indices, counts) never require
+grad.
 
 The engine (:func:`backward_from`) sorts the graph topologically, calls each backward once with the
 sum of the gradients that reached its output, and then -- in one place, for every op -- undoes
@@ -114,36 +118,46 @@ class Function:
     # Attributes set by ``apply`` on functions that are part of a graph.
     inputs: tuple = ()
     needs_input_grad: tuple = ()
+    n_outputs = 1                 # set by ``apply`` when the forward returns a tuple
+    non_differentiable: tuple = ()  # indices of outputs that never require grad
     _versions: tuple = ()
-    _output_ref = None
-    _output_version = 0
+    _output_refs: tuple = ()
+    _output_versions: tuple = ()
     freed = False
 
     def forward(self, *arrays, **params):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def backward(self, grad_output):  # pragma: no cover - abstract
+    def backward(self, *grad_outputs):  # pragma: no cover - abstract
         raise NotImplementedError
 
     @classmethod
     def apply(cls, *inputs, **params):
         """Run the forward on ``inputs`` (Tensors) and link the result into the graph."""
         fn = cls()
-        out = Tensor._wrap(fn.forward(*[t.data for t in inputs], **params))
+        raw = fn.forward(*[t.data for t in inputs], **params)
+        multi = type(raw) is tuple
+        outs = tuple(Tensor._wrap(a) for a in raw) if multi else (Tensor._wrap(raw),)
         if cls.is_view:
-            out._vbox = inputs[0]._vbox
+            outs[0]._vbox = inputs[0]._vbox
         if _state["grad_enabled"]:
             for t in inputs:
                 if t.requires_grad:
                     fn.inputs = inputs
                     fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
                     fn._versions = tuple(t._vbox[0] for t in inputs)
-                    fn._output_ref = weakref.ref(out)
-                    fn._output_version = out._vbox[0]
-                    out.requires_grad = True
-                    out._ctx = fn
+                    fn._output_refs = tuple(weakref.ref(o) for o in outs)
+                    fn._output_versions = tuple(o._vbox[0] for o in outs)
+                    if multi:
+                        fn.n_outputs = len(outs)
+                    for i, o in enumerate(outs):
+                        if i in fn.non_differentiable:
+                            continue
+                        o.requires_grad = True
+                        o._ctx = fn
+                        o._out_index = i
                     break
-        return out
+        return outs if multi else outs[0]
 
     # -- access to what the forward saw, with the in-place check -------------------------------
     def saved_input(self, i: int):
@@ -157,12 +171,12 @@ class Function:
                 f"op or .clone() before modifying it")
         return t
 
-    def saved_output(self):
-        """The output tensor of the forward; raises if it was modified in place since."""
-        out = self._output_ref() if self._output_ref is not None else None
+    def saved_output(self, i: int = 0):
+        """Output ``i`` of the forward; raises if it was modified in place since."""
+        out = self._output_refs[i]() if i < len(self._output_refs) else None
         if out is None:  # pragma: no cover - the output is alive whenever its grad is needed
             raise RuntimeError(f"the output of {type(self).__name__} is no longer alive")
-        if out._vbox[0] != self._output_version:
+        if out._vbox[0] != self._output_versions[i]:
             raise RuntimeError(
                 f"the output of {type(self).__name__} (shape {tuple(out.shape)}) is needed to "
                 f"compute its gradient but was modified by an in-place operation after the forward")
@@ -238,28 +252,48 @@ def backward_from(roots, root_grads, retain_graph=False, create_graph=False, inp
     # their ids stay unique: a leaf whose gradient is one of them gets its own copy, so that no two
     # .grad attributes (or a .grad and a caller's array) ever share memory.
     handed = {id(g.data): g.data for g in root_grads}
+    # A function with several outputs runs its backward once, at the last of its outputs in
+    # ``order``: every consumer of every output precedes that point, every input follows it.
+    pending = {}   # id(fn) -> [outputs still to visit, gradient per output]
+    for t in order:
+        fn = t._ctx
+        if fn is not None and fn.n_outputs > 1:
+            entry = pending.setdefault(id(fn), [0, [None] * fn.n_outputs])
+            entry[0] += 1
     prev_mode = _state["grad_enabled"]
     _state["grad_enabled"] = create_graph
     try:
         for t in order:
             g = grads.pop(id(t), None)
-            if g is None:
-                continue
-            if wanted is not None and id(t) in wanted:
-                wanted[id(t)] = g
             fn = t._ctx
-            if fn is None:  # a leaf
-                if wanted is None:
-                    _accumulate_leaf(t, g, create_graph, handed)
+            if fn is not None and fn.n_outputs > 1:
+                entry = pending[id(fn)]
+                entry[0] -= 1
+                if g is not None:
+                    entry[1][t._out_index] = g
+            elif g is None:
                 continue
-            if t._retains_grad and wanted is None:
-                _accumulate_leaf(t, g, create_graph, handed)
+            if g is not None:
+                if wanted is not None and id(t) in wanted:
+                    wanted[id(t)] = g
+                if fn is None:  # a leaf
+                    if wanted is None:
+                        _accumulate_leaf(t, g, create_graph, handed)
+                    continue
+                if t._retains_grad and wanted is None:
+                    _accumulate_leaf(t, g, create_graph, handed)
+            if fn.n_outputs > 1:
+                if entry[0] > 0 or all(x is None for x in entry[1]):
+                    continue
+                out_grads = entry[1]
+            else:
+                out_grads = (g,)
             if fn.freed:
                 raise RuntimeError(
                     "trying to backward through the graph a second time (or to access saved "
                     "tensors after they were freed); pass retain_graph=True to backward() or "
                     "grad() the first time if you need to backward through it again")
-            in_grads = fn.backward(g)
+            in_grads = fn.backward(*out_grads)
             if type(in_grads) is not tuple:
                 in_grads = (in_grads,)
             if len(in_grads) != len(fn.inputs):

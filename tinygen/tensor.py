@@ -42,13 +42,15 @@ class Tensor:
     :func:`tinygen.tensor`.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_vbox", "_retains_grad", "__weakref__")
+    # _out_index: which output of its grad_fn (_ctx) this tensor is (Functions may have several)
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_vbox", "_retains_grad", "_out_index",
+                 "__weakref__")
     __array_ufunc__ = None  # make NumPy defer to our reflected operators (ndarray * Tensor)
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
         t = tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
         self.data, self.grad, self.requires_grad = t.data, None, t.requires_grad
-        self._ctx, self._vbox, self._retains_grad = None, [0], False
+        self._ctx, self._vbox, self._retains_grad, self._out_index = None, [0], False, 0
 
     @classmethod
     def _wrap(cls, data):
@@ -62,6 +64,7 @@ class Tensor:
         t._ctx = None
         t._vbox = [0]
         t._retains_grad = False
+        t._out_index = 0
         return t
 
     # -- properties --------------------------------------------------------------------------

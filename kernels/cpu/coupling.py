@@ -13,22 +13,25 @@ libm call, several times slower per element than NumPy's. Everything else -- the
 mask and the log-det reduction, and the whole backward -- runs in these kernels: branch-free
 loops (selects on the mask) that LLVM vectorizes.
 
-Arrays only: x, s, exp(+-s), t, y (and the gradients) are C-contiguous (N, D) arrays of one
-floating dtype, N the batch and D the number of elements of one sample; b is a (D,) array of
-that dtype holding 0 or 1 (the wrapper in :mod:`tinygen.functional.coupling` broadcasts the
-mask and checks it). A few vectorized passes per call instead of the ~10 passes (and
+The seam API (the same functions in :mod:`tinygen.kernels.cuda.coupling`): x, s, t and the
+gradients are (N, ...) arrays of one floating dtype and one shape, N the batch; b is the flat
+(D,) mask (D elements in one sample) of that dtype holding 0 or 1 (the wrapper in
+:mod:`tinygen.functional.coupling` broadcasts the mask and checks it). Outputs are new arrays of
+the inputs' shape. The Numba kernels underneath (leading underscore) work on C-contiguous (N, D)
+views. A few vectorized passes per call instead of the ~10 passes (and
 temporaries) of the composed ops.
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
-__all__ = ["coupling_forward", "coupling_backward", "coupling_inverse", "masked_row_sum",
-           "masked_outer"]
+__all__ = ["coupling_forward", "coupling_backward", "coupling_logdet_backward",
+           "coupling_inverse"]
 
 
 @njit(cache=True)
-def coupling_forward(x, e, s, t, b, y, logdet):
+def _coupling_forward(x, e, s, t, b, y, logdet):
     """Writes y (N, D) and logdet (N,) from x, e = exp(s), s, t (N, D) and the mask b (D,).
 
     y[i, j] = x[i, j]                       if b[j] == 1
@@ -43,11 +46,11 @@ def coupling_forward(x, e, s, t, b, y, logdet):
         for j in range(d):
             v = x[i, j] * e[i, j] + t[i, j]
             y[i, j] = x[i, j] if b[j] != 0 else v
-    masked_row_sum(s, b, logdet)
+    _masked_row_sum(s, b, logdet)
 
 
 @njit(cache=True, fastmath={"reassoc"})
-def masked_row_sum(s, b, out):
+def _masked_row_sum(s, b, out):
     """out[i] = sum_j (1 - b[j]) s[i, j] for s (N, D), b (D,), out (N,); a float64 accumulator,
     reassociation allowed (and nothing else) so that the sum vectorizes."""
     n, d = s.shape
@@ -59,7 +62,7 @@ def masked_row_sum(s, b, out):
 
 
 @njit(cache=True)
-def coupling_backward(g, x, e, b, gx, gs, gt):
+def _coupling_backward(g, x, e, b, gx, gs, gt):
     """Writes gx, gs, gt (N, D) from g = dL/dy, x, e = exp(s) (N, D) and the mask b (D,).
 
     b[j] == 1:  gx = g,        gs = 0,          gt = 0
@@ -84,7 +87,7 @@ def coupling_backward(g, x, e, b, gx, gs, gt):
 
 
 @njit(cache=True)
-def masked_outer(g, b, out):
+def _masked_outer(g, b, out):
     """out[i, j] = g[i] * (1 - b[j]) for g (N,), b (D,), out (N, D): the log-det's gradient
     with respect to s."""
     n, d = out.shape
@@ -95,7 +98,7 @@ def masked_outer(g, b, out):
 
 
 @njit(cache=True)
-def coupling_inverse(y, e_neg, t, b, x):
+def _coupling_inverse(y, e_neg, t, b, x):
     """Writes x (N, D) from y, e_neg = exp(-s), t (N, D) and the mask b (D,):
 
     x[i, j] = y[i, j]                            if b[j] == 1
@@ -106,3 +109,44 @@ def coupling_inverse(y, e_neg, t, b, x):
         for j in range(d):
             v = (y[i, j] - t[i, j]) * e_neg[i, j]
             x[i, j] = y[i, j] if b[j] != 0 else v
+
+
+# -- the seam API (arrays in, arrays out) ---------------------------------------------------------
+def _flat(a, n):
+    """(N, ...) array as a C-contiguous (N, D) array (a view when it already is contiguous)."""
+    return np.ascontiguousarray(a).reshape(n, -1)
+
+
+def coupling_forward(x, s, t, b):
+    """(y, logdet, exp_s): y (N, ...) and logdet (N,) of the coupling, and exp(s) (N, ...) kept
+    for the backward."""
+    n = x.shape[0]
+    e = np.exp(s)
+    y = np.empty((n, b.size), dtype=x.dtype)       # (N, D), reshaped to x's shape below
+    logdet = np.empty(n, dtype=x.dtype)
+    _coupling_forward(_flat(x, n), _flat(e, n), _flat(s, n), _flat(t, n), b, y, logdet)
+    return y.reshape(x.shape), logdet, e
+
+
+def coupling_backward(g, x, exp_s, b):
+    """(gx, gs, gt), each (N, ...): dL/dx, dL/ds, dL/dt from g = dL/dy (the log-det's share of
+    dL/ds comes from :func:`coupling_logdet_backward`)."""
+    n = x.shape[0]
+    gx, gs, gt = (np.empty((n, b.size), dtype=x.dtype) for _ in range(3))
+    _coupling_backward(_flat(g, n), _flat(x, n), _flat(exp_s, n), b, gx, gs, gt)
+    return gx.reshape(x.shape), gs.reshape(x.shape), gt.reshape(x.shape)
+
+
+def coupling_logdet_backward(g, b, shape):
+    """dL/ds (``shape`` = (N, ...)) from g = dL/dlogdet (N,): g[i] * (1 - b[j])."""
+    out = np.empty((shape[0], b.size), dtype=b.dtype)
+    _masked_outer(np.ascontiguousarray(g, dtype=b.dtype), b, out)
+    return out.reshape(shape)
+
+
+def coupling_inverse(y, s, t, b):
+    """x (N, ...) with coupling_forward(x, s, t, b)[0] == y."""
+    n = y.shape[0]
+    x = np.empty((n, b.size), dtype=y.dtype)
+    _coupling_inverse(_flat(y, n), _flat(np.exp(-s), n), _flat(t, n), b, x)
+    return x.reshape(y.shape)

@@ -22,8 +22,8 @@ import numbers
 import numpy as np
 
 from ..autograd import Function
+from .. import kernels
 from ..kernels import geometry
-from ..kernels.cpu import conv as cpu_conv
 from ..tensor import Tensor
 from ._util import check_tensor
 
@@ -35,7 +35,7 @@ _UNIT_AXIS = geometry.AxisGeometry(1, 1, 1, 1, 0, 1)  # the dummy height axis of
 class Conv2dFn(Function):
     def forward(self, x, w, geom, groups):
         self.geom, self.groups = geom, groups
-        return cpu_conv.conv2d_forward(x, w, geom, groups)
+        return kernels.for_arrays("conv", x, w).conv2d_forward(x, w, geom, groups)
 
     def backward(self, g):
         x, w = self.saved_input(0), self.saved_input(1)
@@ -49,7 +49,7 @@ class Conv2dFn(Function):
 class ConvTranspose2dFn(Function):
     def forward(self, y, w, geom, groups):
         self.geom, self.groups = geom, groups
-        return cpu_conv.conv2d_transpose_forward(y, w, geom, groups)
+        return kernels.for_arrays("conv", y, w).conv2d_transpose_forward(y, w, geom, groups)
 
     def backward(self, g):
         y, w = self.saved_input(0), self.saved_input(1)
@@ -63,7 +63,7 @@ class ConvTranspose2dFn(Function):
 class ConvWeightFn(Function):
     def forward(self, x, gy, geom, groups, shape):
         self.geom, self.groups = geom, groups
-        return cpu_conv.conv2d_weight(x, gy, geom, groups, shape)
+        return kernels.for_arrays("conv", x, gy).conv2d_weight(x, gy, geom, groups, shape)
 
     def backward(self, g):
         x, gy = self.saved_input(0), self.saved_input(1)

@@ -1,5 +1,5 @@
-"""The affine coupling layer of Real NVP as a first-class op (Dinh et al. 2016; lecture
-``000_b51d78cfb1a4d410.txt``, "Non-Volume Preserving network").
+"""The affine coupling layer of Real NVP as a first-class op (Dinh et al. 2016; Fleuret's lecture
+on normalizing flows, "Non-Volume Preserving network").
 
 Given a binary mask b and the outputs s = s(b * x), t = t(b * x) of the scale and shift nets,
 
@@ -7,16 +7,13 @@ Given a binary mask b and the outputs s = s(b * x), t = t(b * x) of the scale an
     log |det J_c(x)| = sum_i ((1 - b) * s)_i                    (one value per sample)
     x = b * y + (1 - b) * (y - t) * exp(-s)                     (its inverse, s, t from b * y)
 
-The elementwise part -- scale, shift, mask and the log-det reduction -- runs as one fused Numba
-kernel (:mod:`tinygen.kernels.cpu.coupling`) instead of ~10 generic ops; exp(s) is taken once
-with NumPy's vectorized exp and kept for the backward, which is one fused pass as well. The
-engine's functions have one output each, so the pair (y, logdet) comes from one kernel call
-feeding two graph nodes:
+The elementwise part -- scale, shift, mask and the log-det reduction -- runs as one fused kernel
+(the ``coupling`` family of :mod:`tinygen.kernels`, chosen by device) instead of ~10 generic ops;
+exp(s) is kept for the backward, which is one fused pass as well. One function, two outputs:
 
-* ``AffineCouplingFn(x, s, t)``  -> y; its backward runs the fused backward kernel
-      dL/dx = g * (b + (1 - b) exp(s)),  dL/ds = g (1 - b) x exp(s),  dL/dt = g (1 - b);
-* ``CouplingLogdetFn(s)``        -> logdet (N,), the value the same kernel call reduced;
-      dL/ds = dL/dlogdet * (1 - b)   (broadcast over the sample's elements).
+* ``AffineCouplingFn(x, s, t)`` -> (y, logdet (N,)); its backward runs the fused backward kernel
+      dL/dx = g * (b + (1 - b) exp(s)),  dL/ds = g (1 - b) x exp(s) + dL/dlogdet (1 - b),
+      dL/dt = g (1 - b).
 
 When the backward itself is being recorded (``create_graph=True``) the same gradients are built
 from differentiable ops instead of the kernel, so higher derivatives work. The inverse
@@ -28,86 +25,51 @@ only 0 and 1.
 """
 from __future__ import annotations
 
-import numpy as np
-
+from .. import kernels
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
-from ..kernels.cpu import coupling as kernels
 from ..tensor import Tensor
 from ._util import check_tensor
 
 __all__ = ["affine_coupling", "affine_coupling_inverse", "affine_coupling_composed"]
 
 
-def _flat(a, n):
-    """(N, ...) array as a C-contiguous (N, D) array (a view when it already is contiguous)."""
-    return np.ascontiguousarray(a).reshape(n, -1)
-
-
 def _mask_tensor(b, like):
-    """The (D,)-flat mask as a Tensor of the sample's shape, for the composed backward."""
+    """The (D,)-flat mask as a Tensor of one sample's shape, for the composed backward."""
     return Tensor._wrap(b.reshape(like.shape[1:]))
 
 
-def _forward_arrays(x, s, t, b):
-    """One fused pass: (y, logdet, exp(s)) arrays from x, s, t (N, ...) and the flat mask b
-    (D,); exp(s) is kept for the backward."""
-    xp = get_array_module(x)
-    n = x.shape[0]
-    e = xp.exp(s)
-    if xp is np:
-        y = np.empty((n, b.size), dtype=x.dtype)
-        logdet = np.empty(n, dtype=x.dtype)
-        kernels.coupling_forward(_flat(x, n), _flat(e, n), _flat(s, n), _flat(t, n), b, y,
-                                 logdet)
-        return y.reshape(x.shape), logdet, e
-    keep = b.reshape(x.shape[1:])   # no CPU kernel for device arrays: the formula with xp
-    y = keep * x + (1 - keep) * (x * e + t)
-    return y, ((1 - keep) * s).reshape(n, -1).sum(axis=1), e
-
-
 class AffineCouplingFn(Function):
-    """y = b x + (1 - b)(x exp(s) + t), given the value the fused kernel computed (``value``)
-    and exp(s) (``exp_s``; see :func:`affine_coupling`); the backward runs the fused backward
-    kernel."""
+    """(x, s, t) -> (y, logdet): y = b x + (1 - b)(x exp(s) + t), logdet = sum (1 - b) s."""
 
-    def forward(self, x, s, t, b, value, exp_s):
+    def forward(self, x, s, t, b):
         # b: the flat (D,) mask in x's dtype; x, s, t: (N, ...) of one shape
-        self.b, self.exp_s = b, exp_s
-        return value
-
-    def backward(self, g):
-        x, s = self.saved_input(0), self.saved_input(1)
-        if is_grad_enabled() or get_array_module(g.data) is not np:
-            # create_graph: the same gradients from differentiable ops
-            b = _mask_tensor(self.b, x)
-            free = 1 - b
-            es = s.exp()
-            return g * (b + free * es), g * free * x * es, g * free
-        n = x.shape[0]
-        flat = (n, self.b.size)
-        gx, gs, gt = (np.empty(flat, dtype=x.dtype) for _ in range(3))
-        kernels.coupling_backward(_flat(g.data, n), _flat(x.data, n), _flat(self.exp_s, n),
-                                  self.b, gx, gs, gt)
-        return tuple(Tensor._wrap(a.reshape(x.shape)) for a in (gx, gs, gt))
-
-
-class CouplingLogdetFn(Function):
-    """logdet = sum over each sample of (1 - b) * s, given the value the coupling kernel already
-    reduced (``value``); the backward is dL/ds = dL/dlogdet * (1 - b)."""
-
-    def forward(self, s, value, b):
         self.b = b
-        return value
+        y, logdet, self.exp_s = kernels.for_arrays("coupling", x).coupling_forward(x, s, t, b)
+        return y, logdet
 
-    def backward(self, g):
-        s = self.saved_input(0)
-        if is_grad_enabled() or get_array_module(g.data) is not np:   # create_graph
-            free = 1 - _mask_tensor(self.b, s)                         # (...) one sample
-            return g.reshape((s.shape[0],) + (1,) * (s.ndim - 1)) * free   # (N, 1, ..) * (...)
-        out = np.empty((s.shape[0], self.b.size), dtype=s.dtype)
-        kernels.masked_outer(np.ascontiguousarray(g.data), self.b, out)
-        return Tensor._wrap(out.reshape(s.shape))
+    def backward(self, gy, glogdet):
+        x, s = self.saved_input(0), self.saved_input(1)
+        gx = gs = gt = None
+        if gy is not None:
+            if is_grad_enabled():   # create_graph: the same gradients from differentiable ops
+                b = _mask_tensor(self.b, x)
+                free = 1 - b
+                es = s.exp()
+                gx, gs, gt = gy * (b + free * es), gy * free * x * es, gy * free
+            else:
+                k = kernels.for_arrays("coupling", gy.data)
+                gx, gs, gt = (Tensor._wrap(a) for a in k.coupling_backward(
+                    gy.data, x.data, self.exp_s, self.b))
+        if glogdet is not None:
+            if is_grad_enabled():
+                free = 1 - _mask_tensor(self.b, s)                             # (...) one sample
+                gl = glogdet.reshape((s.shape[0],) + (1,) * (s.ndim - 1)) * free   # (N, 1, ..)
+            else:
+                k = kernels.for_arrays("coupling", glogdet.data)
+                gl = Tensor._wrap(k.coupling_logdet_backward(glogdet.data, self.b, s.shape))
+            gs = gl if gs is None else gs + gl
+        return gx, gs, gt
 
 
 class AffineCouplingInverseFn(Function):
@@ -115,14 +77,7 @@ class AffineCouplingInverseFn(Function):
 
     def forward(self, y, s, t, b):
         self.b = b
-        xp = get_array_module(y)
-        n = y.shape[0]
-        if xp is np:
-            x = np.empty((n, b.size), dtype=y.dtype)
-            kernels.coupling_inverse(_flat(y, n), _flat(np.exp(-s), n), _flat(t, n), b, x)
-            return x.reshape(y.shape)
-        keep = b.reshape(y.shape[1:])
-        return keep * y + (1 - keep) * (y - t) * xp.exp(-s)
+        return kernels.for_arrays("coupling", y).coupling_inverse(y, s, t, b)
 
     def backward(self, g):
         # dx/dy = b + (1 - b) e^{-s};  dx/ds = -(1 - b)(y - t) e^{-s};  dx/dt = -(1 - b) e^{-s}
@@ -172,10 +127,7 @@ def affine_coupling(x, s, t, mask):
     any order); a mask that requires grad is treated as a constant.
     """
     x, s, t, b = _check("affine_coupling", x, s, t, mask)
-    y_arr, logdet_arr, exp_s = _forward_arrays(x.data, s.data, t.data, b)   # one kernel call
-    y = AffineCouplingFn.apply(x, s, t, b=b, value=y_arr, exp_s=exp_s)
-    logdet = CouplingLogdetFn.apply(s, b=b, value=logdet_arr)
-    return y, logdet
+    return AffineCouplingFn.apply(x, s, t, b=b)
 
 
 def affine_coupling_inverse(y, s, t, mask):

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_tensor
@@ -107,11 +108,7 @@ class BCEWithLogits(Function):
     float dtype); d/dx = sigmoid(x) - t, d/dt = softplus(-x) - softplus(x) = -x."""
 
     def forward(self, x, t):
-        from ..kernels.cpu.losses import bce_with_logits_forward
-        xc, tc = np.ascontiguousarray(x), np.ascontiguousarray(t)
-        out = np.empty_like(xc)
-        bce_with_logits_forward(xc.reshape(-1), tc.reshape(-1), out.reshape(-1))
-        return out
+        return kernels.for_arrays("losses", x, t).bce_with_logits_forward(x, t)
 
     def backward(self, g):
         x, t = self.saved_input(0), self.saved_input(1)
@@ -128,12 +125,7 @@ class BCEWithLogitsGrad(Function):
     d/dx = g sigmoid(x) (1 - sigmoid(x)), d/dt = -g, d/dg = sigmoid(x) - t."""
 
     def forward(self, x, t, g):
-        from ..kernels.cpu.losses import bce_with_logits_grad
-        xc, tc = np.ascontiguousarray(x), np.ascontiguousarray(t)
-        gc = np.ascontiguousarray(np.broadcast_to(g, x.shape))
-        out = np.empty_like(xc)
-        bce_with_logits_grad(xc.reshape(-1), tc.reshape(-1), gc.reshape(-1), out.reshape(-1))
-        return out
+        return kernels.for_arrays("losses", x, t, g).bce_with_logits_grad(x, t, g)
 
     def backward(self, h):
         from .elementwise import sigmoid
@@ -143,9 +135,10 @@ class BCEWithLogitsGrad(Function):
 
 
 def _fusable(*tensors):
-    a = tensors[0].data
-    return (isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64)
-            and all(isinstance(t.data, np.ndarray) and t.dtype == a.dtype for t in tensors))
+    """The fused kernels take one floating dtype (float32 or float64) for all their arrays."""
+    dtype = tensors[0].dtype
+    return dtype.kind == "f" and dtype.itemsize in (4, 8) and all(t.dtype == dtype
+                                                                  for t in tensors)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",

@@ -12,7 +12,7 @@ Three primitives:
 * ``LSTMCellFn(z, c)``: one step from the pre-activations (the affine part is the differentiable
   ``linear``); its backward is written with differentiable ops, so double backward works.
 * ``LSTMSequenceFn(x, h0, c0, W_ih, W_hh, b_ih, b_hh)``: a whole sequence as one fused kernel
-  call (:func:`tinygen.kernels.cpu.lstm.lstm_sequence_forward`, input projections hoisted out of
+  call (``lstm_sequence_forward`` of the ``lstm`` kernel family, input projections hoisted out of
   the time loop as one GEMM) and one backward-through-time kernel call.
 * ``LSTMRecurrenceFn(xg, h0, c0, W_hh)``: the same recurrence when the input projections ``xg``
   are computed by something else (PixelRNN's masked convolutions).
@@ -24,15 +24,17 @@ Three primitives:
 The sequence ops' backward is the BPTT kernel, not made of differentiable ops: **double backward
 through** :func:`lstm` **and** :func:`lstm_recurrence` **is not supported** and raises a
 ``RuntimeError`` when attempted (``create_graph=True``); use :func:`lstm_cell` step by step for
-higher derivatives. Since a Function has one output, the sequence ops return one packed array
-(T + 1, N, H) = [h_1, ..., h_T, c_T], which the public functions split.
+higher derivatives. The sequence ops have two outputs, the states (T, N, H) and the last cell
+state c_T (N, H). Kernels come from the ``lstm`` family of :mod:`tinygen.kernels`, chosen by the
+arrays' device.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function, is_grad_enabled
-from ..kernels.cpu import lstm as cpu_lstm
+from ..backend import get_array_module
 from ..tensor import Tensor
 from ._util import check_tensor
 from .linalg import linear
@@ -42,17 +44,20 @@ __all__ = ["lstm_cell", "lstm", "lstm_recurrence", "conv_lstm_recurrence"]
 
 
 class LSTMCellFn(Function):
-    """(z (N, 4H), c (N, H)) -> packed [h', c'] (2, N, H)."""
+    """(z (N, 4H), c (N, H)) -> (h', c'), each (N, H)."""
 
     def forward(self, z, c):
-        h_new, c_new = cpu_lstm.lstm_cell_forward(np.ascontiguousarray(z),
-                                                  np.ascontiguousarray(c))
-        return np.stack((h_new, c_new))
+        xp = get_array_module(z)
+        return kernels.for_arrays("lstm", z, c).lstm_cell_forward(xp.ascontiguousarray(z),
+                                                                  xp.ascontiguousarray(c))
 
-    def backward(self, g):
+    def backward(self, gh, gc):
         z, c = self.saved_input(0), self.saved_input(1)
         hid = c.shape[-1]
-        gh, gc = g[0], g[1]
+        if gh is None:          # only c' was used
+            gh = c.detach() * 0.0
+        if gc is None:          # only h' was used
+            gc = c.detach() * 0.0
         i = z[:, :hid].sigmoid()
         f = z[:, hid:2 * hid].sigmoid()
         gg = z[:, 2 * hid:3 * hid].tanh()
@@ -74,49 +79,58 @@ def _no_double_backward(name):
             f"tinygen.functional.lstm_cell step by step if you need higher derivatives")
 
 
+def _zeros_if_none(g, shape, like):
+    xp = get_array_module(like)
+    return xp.zeros(shape, dtype=like.dtype) if g is None else xp.ascontiguousarray(g.data)
+
+
 class LSTMRecurrenceFn(Function):
-    """(xg (T, N, 4H), h0, c0 (N, H), W_hh (4H, H)) -> packed [h_1..h_T, c_T] (T+1, N, H)."""
+    """(xg (T, N, 4H), h0, c0 (N, H), W_hh (4H, H)) -> (h_1..h_T (T, N, H), c_T (N, H))."""
 
     def forward(self, xg, h0, c0, w_hh):
-        hs, cs, acts = cpu_lstm.lstm_recurrence_forward(
-            np.ascontiguousarray(xg), np.ascontiguousarray(h0), np.ascontiguousarray(c0),
-            np.ascontiguousarray(w_hh.T), xg.dtype == np.float32)
+        xp = get_array_module(xg)
+        self.k = kernels.for_arrays("lstm", xg, h0, c0, w_hh)
+        hs, cs, acts = self.k.lstm_recurrence_forward(
+            xp.ascontiguousarray(xg), xp.ascontiguousarray(h0), xp.ascontiguousarray(c0),
+            xp.ascontiguousarray(w_hh.T), xg.dtype == np.float32)
         self.hs, self.cs, self.acts = hs, cs, acts
-        return np.concatenate((hs, cs[-1:]), axis=0)
+        return hs, cs[-1]
 
-    def backward(self, g):
+    def backward(self, g_hs, g_c):
         _no_double_backward("lstm_recurrence")
         xg, h0, c0, w_hh = (self.saved_input(k).data for k in range(4))
-        g = g.data
+        xp = get_array_module(xg)
         steps, n_batch, hid = self.hs.shape
-        dz, dh0, dc0 = cpu_lstm.lstm_recurrence_backward(
-            np.ascontiguousarray(g[:steps]), np.ascontiguousarray(g[steps]), self.acts, self.cs,
-            np.ascontiguousarray(c0), np.ascontiguousarray(w_hh), g.dtype == np.float32)
+        dz, dh0, dc0 = self.k.lstm_recurrence_backward(
+            _zeros_if_none(g_hs, self.hs.shape, xg), _zeros_if_none(g_c, c0.shape, xg),
+            self.acts, self.cs, xp.ascontiguousarray(c0), xp.ascontiguousarray(w_hh),
+            xg.dtype == np.float32)
         dw_hh = None
         if self.needs_input_grad[3]:
-            h_prev = np.concatenate((h0[None], self.hs[:-1]), axis=0)
-            dw_hh = Tensor._wrap(np.dot(dz.reshape(-1, 4 * hid).T, h_prev.reshape(-1, hid)))
+            h_prev = xp.concatenate((h0[None], self.hs[:-1]), axis=0)     # (T, N, H)
+            dw_hh = Tensor._wrap(dz.reshape(-1, 4 * hid).T @ h_prev.reshape(-1, hid))
         return Tensor._wrap(dz), Tensor._wrap(dh0), Tensor._wrap(dc0), dw_hh
 
 
 class LSTMSequenceFn(Function):
-    """(x (T, N, I), h0, c0, W_ih, W_hh, b_ih, b_hh) -> packed [h_1..h_T, c_T] (T+1, N, H)."""
+    """(x (T, N, I), h0, c0, W_ih, W_hh, b_ih, b_hh) -> (h_1..h_T (T, N, H), c_T (N, H))."""
 
     def forward(self, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
-        hs, cs, acts = cpu_lstm.lstm_sequence_forward(np.ascontiguousarray(x), h0, c0, w_ih,
-                                                      w_hh, b_ih + b_hh)
+        xp = get_array_module(x)
+        self.k = kernels.for_arrays("lstm", x, h0, c0, w_ih, w_hh)
+        hs, cs, acts = self.k.lstm_sequence_forward(xp.ascontiguousarray(x), h0, c0, w_ih,
+                                                    w_hh, b_ih + b_hh)
         self.hs, self.cs, self.acts = hs, cs, acts
-        return np.concatenate((hs, cs[-1:]), axis=0)
+        return hs, cs[-1]
 
-    def backward(self, g):
+    def backward(self, g_hs, g_c):
         _no_double_backward("lstm")
         x, h0, c0, w_ih, w_hh = (self.saved_input(k).data for k in range(5))
-        g = g.data
-        steps = self.hs.shape[0]
-        dx, dh0, dc0, dw_ih, dw_hh, db = cpu_lstm.lstm_sequence_backward(
-            np.ascontiguousarray(g[:steps]), np.ascontiguousarray(g[steps]),
-            np.ascontiguousarray(x), np.ascontiguousarray(h0), np.ascontiguousarray(c0),
-            np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh), self.hs, self.cs, self.acts)
+        xp = get_array_module(x)
+        dx, dh0, dc0, dw_ih, dw_hh, db = self.k.lstm_sequence_backward(
+            _zeros_if_none(g_hs, self.hs.shape, x), _zeros_if_none(g_c, c0.shape, x),
+            xp.ascontiguousarray(x), xp.ascontiguousarray(h0), xp.ascontiguousarray(c0),
+            xp.ascontiguousarray(w_ih), xp.ascontiguousarray(w_hh), self.hs, self.cs, self.acts)
         db = Tensor._wrap(db)
         return (Tensor._wrap(dx), Tensor._wrap(dh0), Tensor._wrap(dc0), Tensor._wrap(dw_ih),
                 Tensor._wrap(dw_hh), db, db)
@@ -129,23 +143,25 @@ class ConvLSTMRecurrenceFn(Function):
     (so that the convolutions around it stay on their fast paths)."""
 
     def forward(self, xg, kernel, anchor, time_axis):
+        xp = get_array_module(xg)
+        self.k = kernels.for_arrays("lstm", xg, kernel)
         order = (2, 0, 1, 3) if time_axis == 2 else (3, 0, 1, 2)     # -> (T, N, 4h, L)
-        hs, cs, acts = cpu_lstm.conv_lstm_forward(np.ascontiguousarray(xg.transpose(order)),
-                                                  np.ascontiguousarray(kernel), anchor,
-                                                  xg.dtype == np.float32)
+        hs, cs, acts = self.k.conv_lstm_forward(xp.ascontiguousarray(xg.transpose(order)),
+                                                xp.ascontiguousarray(kernel), anchor,
+                                                xg.dtype == np.float32)
         self.cs, self.acts, self.anchor, self.order = cs, acts, anchor, order
         self.hs = hs
-        back = tuple(np.argsort(order))                                # (T, N, h, L) -> (N, h, A, B)
-        self.back = back
-        return np.ascontiguousarray(hs.transpose(back))
+        self.back = tuple(int(i) for i in np.argsort(order))       # (T, N, h, L) -> (N, h, A, B)
+        return xp.ascontiguousarray(hs.transpose(self.back))
 
     def backward(self, g):
         _no_double_backward("conv_lstm_recurrence")
         kernel = self.saved_input(1).data
-        dz, dkernel = cpu_lstm.conv_lstm_backward(
-            np.ascontiguousarray(g.data.transpose(self.order)), self.acts, self.cs, self.hs,
-            np.ascontiguousarray(kernel), self.anchor, g.dtype == np.float32)
-        return Tensor._wrap(np.ascontiguousarray(dz.transpose(self.back))), Tensor._wrap(dkernel)
+        xp = get_array_module(kernel)
+        dz, dkernel = self.k.conv_lstm_backward(
+            xp.ascontiguousarray(g.data.transpose(self.order)), self.acts, self.cs, self.hs,
+            xp.ascontiguousarray(kernel), self.anchor, g.dtype == np.float32)
+        return Tensor._wrap(xp.ascontiguousarray(dz.transpose(self.back))), Tensor._wrap(dkernel)
 
 
 # -- argument checking ------------------------------------------------------------------------------
@@ -161,8 +177,6 @@ def _check_float(op, named):
             raise TypeError(f"{op}: {name} has dtype {t.dtype} but {named[0][0]} has {dtype}")
         if t.device != device:
             raise RuntimeError(f"{op}: {name} is on {t.device} but {named[0][0]} is on {device}")
-    if device != "cpu":
-        raise RuntimeError(f"{op}: only the CPU kernels exist so far, got tensors on {device}")
 
 
 def _check_weights(op, weight_ih, weight_hh, bias_ih, bias_hh, n_in=None):
@@ -186,7 +200,7 @@ def _check_weights(op, weight_ih, weight_hh, bias_ih, bias_hh, n_in=None):
 
 def _state(op, hx, n_batch, hid, like):
     if hx is None:
-        z = Tensor._wrap(np.zeros((n_batch, hid), dtype=like.dtype))
+        z = Tensor._wrap(like._xp.zeros((n_batch, hid), dtype=like.dtype))
         return z, z
     if not isinstance(hx, (tuple, list)) or len(hx) != 2:
         raise ValueError(f"{op}: hx must be a pair (h, c) or None, got {type(hx).__name__}")
@@ -200,7 +214,7 @@ def _state(op, hx, n_batch, hid, like):
 
 
 def _bias(b, hid, like):
-    return Tensor._wrap(np.zeros(4 * hid, dtype=like.dtype)) if b is None else b
+    return Tensor._wrap(like._xp.zeros(4 * hid, dtype=like.dtype)) if b is None else b
 
 
 # -- public functions -------------------------------------------------------------------------------
@@ -216,8 +230,7 @@ def lstm_cell(input, hx, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
                                ("weight_hh", weight_hh), ("h", h), ("c", c)] +
                  [(n, b) for n, b in (("bias_ih", bias_ih), ("bias_hh", bias_hh)) if b is not None])
     z = linear(input, weight_ih, bias_ih) + linear(h, weight_hh, bias_hh)    # (N, 4H)
-    out = LSTMCellFn.apply(z, c)                                             # (2, N, H)
-    return out[0], out[1]
+    return LSTMCellFn.apply(z, c)                                            # (N, H) each
 
 
 def lstm(input, hx, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
@@ -236,8 +249,8 @@ def lstm(input, hx, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     _check_float("lstm", [("input", input), ("weight_ih", weight_ih), ("weight_hh", weight_hh),
                           ("h0", h0), ("c0", c0), ("bias_ih", b_ih), ("bias_hh", b_hh)])
     steps = input.shape[0]
-    packed = LSTMSequenceFn.apply(input, h0, c0, weight_ih, weight_hh, b_ih, b_hh)  # (T+1, N, H)
-    return packed[:steps], (packed[steps - 1], packed[steps])
+    hs, c_n = LSTMSequenceFn.apply(input, h0, c0, weight_ih, weight_hh, b_ih, b_hh)
+    return hs, (hs[steps - 1], c_n)                                # (T, N, H), ((N, H), (N, H))
 
 
 def lstm_recurrence(xg, hx, weight_hh):
@@ -254,8 +267,8 @@ def lstm_recurrence(xg, hx, weight_hh):
     _check_float("lstm_recurrence", [("xg", xg), ("weight_hh", weight_hh), ("h0", h0),
                                      ("c0", c0)])
     steps = xg.shape[0]
-    packed = LSTMRecurrenceFn.apply(xg, h0, c0, weight_hh)                   # (T+1, N, H)
-    return packed[:steps], (packed[steps - 1], packed[steps])
+    hs, c_n = LSTMRecurrenceFn.apply(xg, h0, c0, weight_hh)
+    return hs, (hs[steps - 1], c_n)                                # (T, N, H), ((N, H), (N, H))
 
 
 def conv_lstm_recurrence(xg, weight, anchor, time_axis=2):

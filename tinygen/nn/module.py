@@ -32,7 +32,7 @@ class Parameter(Tensor):
             array = tensor(data).data
         p = object.__new__(cls)
         p.data, p.grad, p.requires_grad = array, None, False
-        p._ctx, p._vbox, p._retains_grad = None, [0], False
+        p._ctx, p._vbox, p._retains_grad, p._out_index = None, [0], False, 0
         if requires_grad:
             p.requires_grad_(True)
         return p

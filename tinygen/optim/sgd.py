@@ -1,9 +1,8 @@
 """Stochastic gradient descent with momentum, Nesterov momentum and weight decay."""
 from __future__ import annotations
 
-import numpy as np
-
-from ..kernels.cpu.optim import sgd_update
+from .. import kernels
+from ..backend import get_array_module
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -36,28 +35,11 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov momentum requires a momentum and zero dampening")
 
     def _update(self, p, grad, state, group):
-        """One SGD step on the array ``p`` (fused Numba kernel for contiguous NumPy arrays,
-        array-module ops otherwise)."""
+        """One SGD step on the array ``p``, by the ``optim`` kernels of p's device."""
         momentum = group["momentum"]
-        if isinstance(p, np.ndarray) and p.flags.c_contiguous:  # fused Numba kernel
-            first = "momentum_buffer" not in state
-            if momentum and first:
-                state["momentum_buffer"] = np.empty_like(p)
-            buf = state["momentum_buffer"] if momentum else p
-            sgd_update(p.reshape(-1), np.ascontiguousarray(grad, dtype=p.dtype).reshape(-1),
-                       buf.reshape(-1), float(group["lr"]), float(momentum),
-                       float(group["dampening"]), float(group["weight_decay"]),
-                       bool(group["nesterov"]), bool(group["maximize"]), first)
-            return
-        g = -grad if group["maximize"] else grad
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * p
-        if momentum:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
-            else:
-                buf *= momentum
-                buf += (1.0 - group["dampening"]) * g
-            g = g + momentum * buf if group["nesterov"] else buf
-        p -= group["lr"] * g
+        first = momentum and "momentum_buffer" not in state
+        if first:
+            state["momentum_buffer"] = get_array_module(p).empty_like(p)
+        kernels.for_arrays("optim", p).sgd_step(
+            p, grad, state.get("momentum_buffer"), first, group["lr"], momentum,
+            group["dampening"], group["weight_decay"], group["nesterov"], group["maximize"])
