@@ -20,6 +20,9 @@ from .functional import (abs, all, any, argmax, argmin, cat, chunk, clamp, clone
                          log_softmax, logsumexp, lt, matmul, max, maximum, mean, min, minimum, ne,
                          pad, permute, reshape, sigmoid, sign, softmax, split, sqrt, square,
                          squeeze, stack, std, sum, tanh, transpose, unsqueeze, var, where)
+from .functional import (ceil, cos, cumprod, cumsum, einsum, erf, exp2, floor, gather,
+                         index_select, isclose, isinf, lerp, log2, log10, logaddexp, masked_fill,
+                         round, rsqrt, scatter, scatter_add, sin, tril, triu, trunc)
 from . import nn, optim
 
 __version__ = "0.1.0"

@@ -345,6 +345,31 @@ class Tensor:
     def split(self, split_size_or_sections, dim=0): return F.split(self, split_size_or_sections, dim)
     def chunk(self, chunks, dim=0): return F.chunk(self, chunks, dim)
 
+    # more math, indexing and scans (tinygen.functional.pointwise, .activation, .indexing)
+    def sin(self): return F.sin(self)
+    def cos(self): return F.cos(self)
+    def erf(self): return F.erf(self)
+    def lerp(self, end, weight): return F.lerp(self, end, weight)
+    def cumsum(self, dim, *, dtype=None): return F.cumsum(self, dim, dtype=dtype)
+    def cumprod(self, dim, *, dtype=None): return F.cumprod(self, dim, dtype=dtype)
+    def tril(self, diagonal=0): return F.tril(self, diagonal)
+    def triu(self, diagonal=0): return F.triu(self, diagonal)
+    def gather(self, dim, index): return F.gather(self, dim, index)
+    def index_select(self, dim, index): return F.index_select(self, dim, index)
+    def scatter_add(self, dim, index, src): return F.scatter_add(self, dim, index, src)
+    def masked_fill(self, mask, value): return F.masked_fill(self, mask, value)
+
+    def scatter(self, dim, index, src=None, *, value=None, reduce=None):
+        return F.scatter(self, dim, index, src, value=value, reduce=reduce)
+
+    def masked_fill_(self, mask, value):
+        """In place: ``value`` where ``mask`` is true (not on tensors that are part of a graph)."""
+        self._check_inplace("masked_fill_", value)
+        from .autograd import no_grad
+        with no_grad():
+            self.data[...] = F.masked_fill(self, mask, value).data
+        return self
+
     # -- in-place ops (refused on tensors that require grad while grad mode is on) --------------
     def _check_inplace(self, name, other=None):
         from .autograd import is_grad_enabled

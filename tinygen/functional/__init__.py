@@ -10,9 +10,26 @@ One :class:`~tinygen.autograd.Function` per primitive, forward and backward side
 * :mod:`.conv`        -- conv1d/conv2d and their transposes
 * :mod:`.lstm`        -- LSTM cell and whole-sequence LSTM (fused kernels)
 * :mod:`.coupling`    -- the affine coupling of Real NVP (fused kernel)
+* :mod:`.pointwise`, :mod:`.activation` -- sin/cos/erf, logs and powers, rounding; SiLU, GELU, ...
+* :mod:`.indexing`    -- gather/scatter, masked_fill, one_hot, cumsum/cumprod, tril/triu
+* :mod:`.normalization`, :mod:`.pooling`, :mod:`.padding`, :mod:`.attention`, :mod:`.einsum`
 """
+from .activation import *  # noqa: F401,F403
+from .activation import __all__ as _act
+from .attention import *  # noqa: F401,F403
+from .attention import __all__ as _att
 from .conv import *  # noqa: F401,F403
 from .conv import __all__ as _c
+from .einsum import *  # noqa: F401,F403
+from .einsum import __all__ as _es
+from .indexing import *  # noqa: F401,F403
+from .indexing import __all__ as _ix
+from .normalization import *  # noqa: F401,F403
+from .normalization import __all__ as _nm
+from .pointwise import *  # noqa: F401,F403
+from .pointwise import __all__ as _pw
+from .pooling import *  # noqa: F401,F403
+from .pooling import __all__ as _pl
 from .coupling import *  # noqa: F401,F403
 from .coupling import __all__ as _cp
 from .elementwise import *  # noqa: F401,F403
@@ -30,3 +47,4 @@ from .shape import __all__ as _s
 from .shape import _index_arrays  # noqa: F401  (used by Tensor.__setitem__)
 
 __all__ = _c + _cp + _e + _l + _o + _r + _s + _lstm
+__all__ += _act + _att + _es + _ix + _nm + _pw + _pl

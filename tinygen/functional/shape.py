@@ -369,11 +369,13 @@ class Pad(Function):
 def pad(x, pad, mode="constant", value=0.0) -> Tensor:
     """PyTorch's ``F.pad``: ``pad = (left, right)`` for the last axis, then the one before, ...
 
-    Only ``mode="constant"``; negative widths crop.
+    ``mode``: ``"constant"`` (``value``; negative widths crop), ``"reflect"``, ``"replicate"``
+    or ``"circular"`` (see :mod:`.padding`).
     """
     x = check_tensor(x, "input")
-    if mode != "constant":
-        raise ValueError(f"pad: only mode='constant' is supported, got mode={mode!r}")
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise ValueError(f"pad: mode must be 'constant', 'reflect', 'replicate' or 'circular', "
+                         f"got mode={mode!r}")
     pad = tuple(int(p) for p in pad)
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad: pad {pad} must have an even length of at most 2*{x.ndim} for a "
@@ -381,6 +383,9 @@ def pad(x, pad, mode="constant", value=0.0) -> Tensor:
     widths = [(0, 0)] * x.ndim
     for k in range(len(pad) // 2):
         widths[x.ndim - 1 - k] = (pad[2 * k], pad[2 * k + 1])
+    if mode != "constant":
+        from .padding import pad_indexed
+        return pad_indexed(x, widths, mode)
     for i, (lo, hi) in enumerate(widths):
         if x.shape[i] + lo + hi < 0 or -lo > x.shape[i] or -hi > x.shape[i]:
             raise ValueError(f"pad: widths {(lo, hi)} crop more than axis {i} of shape "

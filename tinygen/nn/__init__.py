@@ -9,6 +9,11 @@ from .layers import (ELU, BatchNorm1d, BatchNorm2d, BCELoss, BCEWithLogitsLoss,
                      LeakyReLU, Linear, LogSoftmax, ModuleDict, ModuleList, MSELoss, NLLLoss,
                      ReLU, Sequential, Sigmoid, Softmax, Softplus, Tanh, Unflatten)
 from .masked_conv import MaskedConv2d
+from .activation import *  # noqa: F401,F403
+from .activation import __all__ as _activation
+from .attention import MultiheadAttention
+from .normalization import GroupNorm, LayerNorm
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample
 from .module import Module, Parameter
 from .rnn import LSTM, LSTMCell
 
@@ -18,3 +23,5 @@ __all__ = ["Module", "Parameter", "init", "utils", "Conv1d", "Conv2d", "ConvTran
            "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax", "ModuleDict", "ModuleList",
            "MSELoss", "NLLLoss", "ReLU", "Sequential", "Sigmoid", "Softmax", "Softplus", "Tanh",
            "Unflatten", "LSTM", "LSTMCell", "MaskedConv2d"]
+__all__ += _activation + ["MultiheadAttention", "GroupNorm", "LayerNorm", "AdaptiveAvgPool2d",
+                          "AvgPool2d", "MaxPool2d", "Upsample"]
