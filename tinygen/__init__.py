@@ -23,6 +23,7 @@ from .functional import (abs, all, any, argmax, argmin, cat, chunk, clamp, clone
 from .functional import (ceil, cos, cumprod, cumsum, einsum, erf, exp2, floor, gather,
                          index_select, isclose, isinf, lerp, log2, log10, logaddexp, masked_fill,
                          round, rsqrt, scatter, scatter_add, sin, tril, triu, trunc)
+from .functional import logcumsumexp, prod
 from . import nn, optim
 
 __version__ = "0.1.0"

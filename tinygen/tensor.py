@@ -370,6 +370,24 @@ class Tensor:
             self.data[...] = F.masked_fill(self, mask, value).data
         return self
 
+    # logs, powers, rounding and tests for likelihoods and quantization
+    def log2(self): return F.log2(self)
+    def log10(self): return F.log10(self)
+    def exp2(self): return F.exp2(self)
+    def rsqrt(self): return F.rsqrt(self)
+    def floor(self): return F.floor(self)
+    def ceil(self): return F.ceil(self)
+    def trunc(self): return F.trunc(self)
+    def round(self, decimals=0): return F.round(self, decimals)
+    def logaddexp(self, other): return F.logaddexp(self, other)
+    def logcumsumexp(self, dim): return F.logcumsumexp(self, dim)
+    def prod(self, dim=None, keepdim=False, *, dtype=None):
+        return F.prod(self, dim, keepdim, dtype=dtype)
+
+    def isinf(self): return F.isinf(self)
+    def isclose(self, other, rtol=1e-5, atol=1e-8, equal_nan=False):
+        return F.isclose(self, other, rtol, atol, equal_nan)
+
     # -- in-place ops (refused on tensors that require grad while grad mode is on) --------------
     def _check_inplace(self, name, other=None):
         from .autograd import is_grad_enabled
