@@ -4,7 +4,8 @@
   the logits at t and at t + r - 1, and never those from t + r on (r: the receptive field, whose
   formula is checked by the same perturbation);
 * the exact likelihood sums to 1 over every continuation on a tiny vocabulary;
-* the forward pass against PyTorch with the same weights (dilated conv1d with left padding);
+* the channel-last causal convolution equals the engine's left-padded dilated ``F.conv1d``
+  (values and gradients); the whole forward pass against PyTorch with the same weights;
 * fast generation (per-layer queues) gives the network's logits step by step and the same
   samples as the naive generator for one seed;
 * bad input raises a clear error.
@@ -17,7 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygen
-from tinygen.models.wavenet import (WaveNetConfig, WaveNetNet, FastGenerator, draw_categorical,
+from tinygen import functional as F
+from tinygen.models.wavenet import (CausalConv1d, WaveNetConfig, WaveNetNet, FastGenerator,
+                                    draw_categorical,
                                     generate_fast, generate_naive, receptive_field)
 
 from harness import torch
@@ -50,8 +53,8 @@ def test_causality_and_receptive_field_by_perturbation(kernel_size, layers, stac
     changed = ids.copy()
     changed[:, t0] = (ids[:, t0] + 1 + rng.integers(0, 4, 2)) % 5
     with tinygen.no_grad():
-        a, b = net(ids).numpy(), net(changed).numpy()              # (2, V, T)
-    diff = np.abs(a - b).max(axis=(0, 1))                          # (T,)
+        a, b = net(ids).numpy(), net(changed).numpy()              # (2, T, V)
+    diff = np.abs(a - b).max(axis=(0, 2))                          # (T,)
     assert np.all(diff[:t0] == 0.0)                                # never before t0
     assert diff[t0] > 1e-9 and diff[t0 + r - 1] > 1e-9             # the whole field sees t0
     assert np.all(diff[t0 + r:] == 0.0)                            # nothing beyond it
@@ -68,15 +71,32 @@ def test_likelihood_sums_to_one_over_a_tiny_vocabulary():
         assert np.exp(-nll).sum() == pytest.approx(1.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("kernel_size,dilation,length", [(2, 1, 9), (3, 4, 17), (2, 16, 9)])
+def test_causal_conv_is_the_engines_left_padded_dilated_conv1d(kernel_size, dilation, length):
+    tinygen.manual_seed(1)
+    conv = CausalConv1d(4, 6, kernel_size, dilation).double()
+    x = tinygen.randn(3, length, 4, dtype=tinygen.float64)        # (N, T, C)
+    w, b = conv.conv.weight, conv.conv.bias
+    ref = F.conv1d(F.pad(x.permute(0, 2, 1), ((kernel_size - 1) * dilation, 0)), w, b,
+                   dilation=dilation).permute(0, 2, 1)
+    np.testing.assert_allclose(conv(x).numpy(), ref.numpy(), rtol=1e-12, atol=1e-12)
+    # the gradients too (the engine differentiates both ways)
+    g = tinygen.randn(3, length, 6, dtype=tinygen.float64)
+    ga = tinygen.grad((conv(x) * g).sum(), [w, b])
+    gb = tinygen.grad((ref * g).sum(), [w, b])
+    for u, v in zip(ga, gb):
+        np.testing.assert_allclose(u.numpy(), v.numpy(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.skipif(torch is None, reason="PyTorch oracle not installed")
 def test_forward_matches_pytorch():
     net = small_net(kernel_size=3, layers=3, stacks=1)
     ids = np.random.default_rng(3).integers(0, 5, (3, 17))
     with tinygen.no_grad():
-        ours = net(ids).numpy()
+        ours = net(ids).numpy()                                    # (N, T, V)
     tf = torch.nn.functional
     t = lambda p: torch.from_numpy(p.numpy())                      # noqa: E731
-    h = t(net.embedding)[torch.from_numpy(ids)].permute(0, 2, 1)
+    h = t(net.embedding)[torch.from_numpy(ids)].permute(0, 2, 1)   # (N, R, T)
     skips = 0
     for layer in net.layers:
         conv = layer.causal.conv
@@ -84,12 +104,12 @@ def test_forward_matches_pytorch():
                       t(conv.weight), t(conv.bias), dilation=layer.dilation)
         f, g = a.chunk(2, dim=1)
         z = torch.tanh(f) * torch.sigmoid(g)
-        h = h + tf.conv1d(z, t(layer.residual.weight), t(layer.residual.bias))
-        skips = skips + tf.conv1d(z, t(layer.skip.weight), t(layer.skip.bias))
+        one_by_one = lambda lin, v: tf.conv1d(v, t(lin.weight)[:, :, None], t(lin.bias))  # noqa
+        h = h + one_by_one(layer.residual, z)
+        skips = skips + one_by_one(layer.skip, z)
     u1, u2 = net.head[1], net.head[3]
-    ref = tf.conv1d(torch.relu(tf.conv1d(torch.relu(skips), t(u1.weight), t(u1.bias))),
-                    t(u2.weight), t(u2.bias))
-    np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-10, atol=1e-12)
+    ref = one_by_one(u2, torch.relu(one_by_one(u1, torch.relu(skips))))     # (N, V, T)
+    np.testing.assert_allclose(ours, ref.permute(0, 2, 1).numpy(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("kernel_size", [1, 2, 3])
@@ -97,9 +117,9 @@ def test_fast_generator_gives_the_network_logits_step_by_step(kernel_size):
     net = small_net(kernel_size=kernel_size, layers=3, stacks=2)
     ids = np.random.default_rng(1).integers(0, 5, (2, 3 * net.receptive_field))
     with tinygen.no_grad():
-        full = net(ids).numpy()                                    # (2, V, T)
+        full = net(ids).numpy()                                    # (2, T, V)
     gen = FastGenerator(net, 2)
-    steps = np.stack([gen.push(ids[:, t]) for t in range(ids.shape[1])], axis=2)
+    steps = np.stack([gen.push(ids[:, t]) for t in range(ids.shape[1])], axis=1)
     np.testing.assert_allclose(steps, full, rtol=1e-10, atol=1e-12)
 
 

@@ -19,6 +19,8 @@ The network (one pass over ids x_1..x_T gives logits for x_2..x_{T+1}):
     logits_t = U_2 relu(U_1 relu(sum_l s^l_t))      (two 1x1 convolutions, S -> S -> V_out)
     p(x_{t+1} | x_<=t) = softmax(logits_t)
 
+Sequences are kept channel-last, (N, T, C), so a 1x1 convolution is a ``Linear`` layer and the
+dilated convolution is k matrix products with time-shifted inputs (:class:`CausalConv1d`).
 "Causal" means the convolution at t reads h at t, t - d, ..., t - (k-1) d only: the input is
 padded with (k-1) d zeros on the left (before each layer) and no output ever sees a later input.
 Dilations double within a stack, 1, 2, 4, ..., 2^(n-1), and the stack repeats, so the
@@ -77,20 +79,41 @@ def draw_categorical(logits, rng, temperature=1.0):
 
 
 class CausalConv1d(nn.Module):
-    """A 1-D convolution whose output at t reads inputs t - (k-1) d .. t only: (N, C_in, T) ->
-    (N, C_out, T), left zero padding of (k-1) d."""
+    """A causal dilated 1-D convolution on channel-last sequences: x (N, T, C_in) ->
+    (N, T, C_out) with out_t = sum_i W[:, :, i] x_{t - (k-1-i) d} + b (zero before the start).
+
+    The weight has ``nn.Conv1d``'s layout and initialization (C_out, C_in, k), and the result
+    equals ``F.conv1d(F.pad(x, ((k-1) d, 0)), W, b, dilation=d)`` on (N, C, T) (the tests check
+    it); it is computed as k matrix products with time-shifted copies of x, which on these
+    shapes (few channels, long sequences) runs several times faster than the im2col kernel."""
 
     def __init__(self, in_channels, out_channels, kernel_size, dilation=1):
         super().__init__()
-        self.left = (kernel_size - 1) * dilation
+        self.kernel_size, self.dilation = kernel_size, dilation
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation)
 
     def forward(self, x):
-        return self.conv(F.pad(x, (self.left, 0)))
+        length = x.shape[1]
+        w, out = self.conv.weight, self.conv.bias
+        for i in range(self.kernel_size):
+            shift = (self.kernel_size - 1 - i) * self.dilation
+            if shift >= length:
+                continue                                          # reads only the zero padding
+            xi = x if shift == 0 else F.pad(x, (0, 0, shift, 0))[:, :length]   # x_{t - shift}
+            out = out + F.linear(xi, w[:, :, i])
+        return out
+
+    def step(self, taps):
+        """The convolution at one time step: ``taps`` (N, k, C_in) holds the inputs at
+        t - (k-1) d, ..., t - d, t (oldest first) -> (N, C_out)."""
+        w, out = self.conv.weight, self.conv.bias
+        for i in range(self.kernel_size):
+            out = out + F.linear(taps[:, i], w[:, :, i])
+        return out
 
 
 class GatedResidualLayer(nn.Module):
-    """One WaveNet layer: h (N, R, T) -> (h + V^res z, V^skip z) with
+    """One WaveNet layer: h (N, T, R) -> (h + V^res z, V^skip z) with
     z = tanh(a^f) * sigmoid(a^g) and a = the causal dilated convolution of h."""
 
     def __init__(self, residual_channels, dilation_channels, skip_channels, kernel_size,
@@ -99,13 +122,13 @@ class GatedResidualLayer(nn.Module):
         self.dilation, self.kernel_size = dilation, kernel_size
         self.causal = CausalConv1d(residual_channels, 2 * dilation_channels, kernel_size,
                                    dilation)
-        self.residual = nn.Conv1d(dilation_channels, residual_channels, 1)
-        self.skip = nn.Conv1d(dilation_channels, skip_channels, 1)
+        self.residual = nn.Linear(dilation_channels, residual_channels)     # 1x1 convolutions
+        self.skip = nn.Linear(dilation_channels, skip_channels)
 
     @staticmethod
     def gate(a):
-        """z = tanh(a^f) * sigmoid(a^g) for a = [a^f; a^g] on the channel axis."""
-        filt, gate = a.chunk(2, dim=1)
+        """z = tanh(a^f) * sigmoid(a^g) for a = [a^f; a^g] on the last (channel) axis."""
+        filt, gate = a.chunk(2, dim=-1)
         return filt.tanh() * gate.sigmoid()
 
     def forward(self, h):
@@ -113,17 +136,15 @@ class GatedResidualLayer(nn.Module):
         return h + self.residual(z), self.skip(z)
 
     def step(self, taps):
-        """The layer at one time step: ``taps`` (N, R, k) holds its inputs at t - (k-1) d, ...,
-        t - d, t (oldest first) -> (h_t + V^res z_t, V^skip z_t), each (N, ., 1). The same
-        weights as :meth:`forward`, applied to k columns without dilation."""
-        conv = self.causal.conv
-        z = self.gate(F.conv1d(taps, conv.weight, conv.bias))          # (N, D, 1)
-        return taps[:, :, -1:] + self.residual(z), self.skip(z)
+        """The layer at one time step: ``taps`` (N, k, R) its inputs at t - (k-1) d, ..., t ->
+        (h_t + V^res z_t, V^skip z_t), (N, R) and (N, S)."""
+        z = self.gate(self.causal.step(taps))                            # (N, D)
+        return taps[:, -1] + self.residual(z), self.skip(z)
 
 
 class WaveNetNet(nn.Module):
     """The network of the module docstring: ids (N, T) int64 in [0, n_in) -> logits
-    (N, n_out, T), the logits at t being those of the token after x_t."""
+    (N, T, n_out), the logits at t being those of the token after x_t."""
 
     def __init__(self, n_in: int, n_out: int, config: WaveNetConfig | None = None):
         super().__init__()
@@ -142,8 +163,8 @@ class WaveNetNet(nn.Module):
         self.layers = nn.ModuleList([
             GatedResidualLayer(c.residual_channels, c.dilation_channels, c.skip_channels,
                                c.kernel_size, d) for d in self.dilations])
-        self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(c.skip_channels, c.skip_channels, 1),
-                                  nn.ReLU(), nn.Conv1d(c.skip_channels, n_out, 1))
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels),
+                                  nn.ReLU(), nn.Linear(c.skip_channels, n_out))
 
     @property
     def receptive_field(self) -> int:
@@ -162,20 +183,23 @@ class WaveNetNet(nn.Module):
 
     def forward(self, ids):
         ids = self._check_ids(ids)
-        h = self.embedding[ids].permute(0, 2, 1)                  # (N, T, R) -> (N, R, T)
+        h = self.embedding[ids]                                   # (N, T, R)
         skips = None
         for layer in self.layers:
             h, s = layer(h)
-            skips = s if skips is None else skips + s             # (N, S, T)
-        return self.head(skips)                                   # (N, V_out, T)
+            skips = s if skips is None else skips + s             # (N, T, S)
+        return self.head(skips)                                   # (N, T, V_out)
 
     def nll(self, inputs, targets, reduction="none"):
         """-log p(targets_t | inputs_<=t) in nats: inputs (N, T) and targets (N, T) int ->
         (N, T) (``reduction="none"``), or their mean/sum."""
-        logits = self(inputs)                                     # (N, V, T)
+        logits = self(inputs)                                     # (N, T, V)
+        n, t, v = logits.shape
         targets = targets if isinstance(targets, Tensor) else \
             tensor(np.asarray(targets, np.int64), device=logits.device)
-        return F.cross_entropy(logits, targets, reduction=reduction)
+        out = F.cross_entropy(logits.reshape(n * t, v), targets.reshape(n * t),
+                              reduction=reduction)
+        return out.reshape(n, t) if reduction == "none" else out
 
 
 # -- generation ---------------------------------------------------------------------------------
@@ -191,7 +215,7 @@ def generate_naive(net: WaveNetNet, prompt, length, rng, temperature=1.0):
     with no_grad():
         for _ in range(length):
             window = seq[:, -r:]                                  # (N, <= r)
-            logits = net(window).numpy()[:, :, -1]                # (N, V)
+            logits = net(window).numpy()[:, -1]                   # (N, V)
             nxt = draw_categorical(logits, rng, temperature)
             out.append(nxt[:, None])
             seq = np.concatenate([window, nxt[:, None]], axis=1)
@@ -209,28 +233,28 @@ class FastGenerator:
         self.net, self.t = net, 0
         emb = net.embedding
         xp = emb._xp
-        self.queues = [xp.zeros((batch, net.config.residual_channels,
-                                 (layer.kernel_size - 1) * layer.dilation), dtype=emb.dtype)
-                       for layer in net.layers]                   # each (N, R, (k-1) d)
+        self.queues = [xp.zeros((batch, (layer.kernel_size - 1) * layer.dilation,
+                                 net.config.residual_channels), dtype=emb.dtype)
+                       for layer in net.layers]                   # each (N, (k-1) d, R)
 
     def push(self, ids):
         net = self.net
         with no_grad():
             ids = net._check_ids(np.asarray(ids, np.int64).reshape(-1, 1))
-            h = net.embedding[ids[:, 0]].unsqueeze(2)              # (N, R, 1)
+            h = net.embedding[ids[:, 0]]                           # (N, R)
             skips = None
             for layer, queue in zip(net.layers, self.queues):
-                size, d, k = queue.shape[2], layer.dilation, layer.kernel_size
-                taps = h
+                size, d, k = queue.shape[1], layer.dilation, layer.kernel_size
+                taps = h.unsqueeze(1)                              # (N, 1, R)
                 if size:
                     # inputs at t - (k-1) d, ..., t - d live in slots (t - j d) mod size
                     slots = [(self.t - j * d) % size for j in range(k - 1, 0, -1)]
-                    taps = F.cat([tensor(queue[:, :, slots], device=h.device), h], dim=2)
-                    queue[:, :, self.t % size] = h.data[:, :, 0]   # the oldest input leaves
-                h, s = layer.step(taps)
+                    taps = F.cat([tensor(queue[:, slots], device=h.device), taps], dim=1)
+                    queue[:, self.t % size] = h.data               # the oldest input leaves
+                h, s = layer.step(taps)                            # taps (N, k, R)
                 skips = s if skips is None else skips + s
             self.t += 1
-            return net.head(skips).numpy()[:, :, 0]                # (N, V)
+            return net.head(skips).numpy()                         # (N, V)
 
 
 def generate_fast(net: WaveNetNet, prompt, length, rng, temperature=1.0):
