@@ -5,7 +5,7 @@ import pytest
 
 import tinygen
 from tinygen.data import load_mnist
-from tinygen.models.base import RunData
+from tinygen.data import RunData
 from tinygen.models.classifier import ClassifierConfig, MNISTClassifier, random_shift
 from tinygen.train import Trainer, TrainConfig
 

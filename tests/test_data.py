@@ -247,7 +247,7 @@ def test_batch_iterator_errors():
 
 
 def test_load_toy_data_splits_and_seeds():
-    from tinygen.train.run import load_toy_data
+    from tinygen.data import load_toy_data
 
     data, desc = load_toy_data("8gaussians", n_train=200, n_test=50, val_fraction=0.1, seed=3)
     assert data.train.images.shape == (180, 2) and data.val.images.shape == (20, 2)

@@ -297,7 +297,9 @@ def toy_run(tmp_path_factory):
 
 
 def test_nvp_toy_beats_a_gaussian_on_moons_and_writes_its_pictures(toy_run):
-    from tinygen.train.run import load_toy_data, model_from_checkpoint, sample_checkpoint
+    from tinygen.data import load_toy_data
+    from tinygen.models.registry import model_from_checkpoint
+    from tinygen.train.run import sample_checkpoint
     out, results = toy_run
     data, _ = load_toy_data("moons")
     x = data.train.images.astype(np.float64)
@@ -316,7 +318,7 @@ def test_nvp_toy_beats_a_gaussian_on_moons_and_writes_its_pictures(toy_run):
 
 
 def test_nvp_toy_density_integrates_to_one_and_samples_follow_it(toy_run):
-    from tinygen.train.run import model_from_checkpoint
+    from tinygen.models.registry import model_from_checkpoint
     out, _ = toy_run
     model, _ = model_from_checkpoint(os.path.join(out, "model.ckpt"))
     xs = np.linspace(-5, 6, 551)

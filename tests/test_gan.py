@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 import tinygen
 from harness import arrays, check_op, torch
 from tinygen.data import Dataset
-from tinygen.models.base import RunData
+from tinygen.data import RunData
 from tinygen.models.gan import ConditionalDCGAN, DCGAN, GANConfig, MLPGAN
 from tinygen.train import Phase, Trainer, TrainConfig, TrainingDiverged
-from tinygen.train.checkpoint import load_checkpoint
-from tinygen.train.loop import OptimizerSpec
+from tinygen.checkpoint import load_checkpoint
+from tinygen.models.phases import OptimizerSpec
 
 
 def _log_sigmoid(x):
@@ -276,7 +276,7 @@ def test_phase_needs_a_loss_or_a_step_with_optimizers():
 def test_toy_gan_learns_the_eight_gaussians(tmp_path):
     """A few epochs on the eight Gaussians: the samples' Gaussian fit approaches the data's
     (frechet_2d) far below the untrained generator's."""
-    from tinygen.train.run import load_toy_data
+    from tinygen.data import load_toy_data
     tinygen.manual_seed(0)
     model = MLPGAN(GANConfig(dataset="8gaussians", hidden=64, latent_dim=4))
     data, _ = load_toy_data("8gaussians", n_train=1000, n_test=500)

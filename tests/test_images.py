@@ -1,4 +1,4 @@
-"""tinygen.train.images: exact grid layout, PNG files read back, plots, errors, atomic writes."""
+"""tinygen.plots: exact grid layout, PNG files read back, plots, errors, atomic writes."""
 import json
 import os
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import tinygen
-from tinygen.train import images as img
+from tinygen import plots as img
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -346,7 +346,7 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path, monkeypatch):
 
 
 def test_lazy_imports_and_no_pyplot(tmp_path):
-    code = ("import sys, tinygen.train.images as img\n"
+    code = ("import sys, tinygen.plots as img\n"
             "assert 'matplotlib' not in sys.modules and 'PIL' not in sys.modules\n"
             f"img.plot_loss_curves({{'a': [1, 2]}}, {str(tmp_path / 'a.png')!r})\n"
             "assert 'matplotlib.pyplot' not in sys.modules\n")

@@ -18,7 +18,7 @@ from tinygen import serialization
 from tinygen._fileio import TMP_PREFIX, atomic_write, clean_stale_temporaries
 from tinygen.data import (load_mnist_splits, read_idx, resolve_data_source, write_idx)
 from tinygen.serialization import CheckpointError, load_arrays, save_arrays
-from tinygen.train.checkpoint import load_checkpoint, save_checkpoint
+from tinygen.checkpoint import load_checkpoint, save_checkpoint
 
 FUZZ = settings(max_examples=int(os.environ.get("TG_FUZZ_EXAMPLES", 60)), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

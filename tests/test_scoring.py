@@ -146,7 +146,7 @@ def test_images_are_validated(bad, msg):
 def trained_classifier():
     """A small classifier trained for a few epochs on 1,500 embedded digits."""
     from tinygen.data import load_mnist
-    from tinygen.models.base import RunData
+    from tinygen.data import RunData
     from tinygen.train import Trainer, TrainConfig
     import tempfile
 
@@ -187,7 +187,7 @@ def test_gan_evaluate_with_a_classifier_checkpoint(trained_classifier, tmp_path)
     """A GAN names a classifier checkpoint; evaluate then reports the scores (random generator:
     far from the real-vs-real distance)."""
     from tinygen.models.gan import DCGAN
-    from tinygen.train.checkpoint import save_checkpoint
+    from tinygen.checkpoint import save_checkpoint
     from dataclasses import asdict
 
     model, held = trained_classifier

@@ -11,7 +11,7 @@ from tinygen import functional as F
 from tinygen import nn
 from tinygen.train import Phase, Trainer, TrainConfig, TrainingDiverged
 from tinygen.serialization import CheckpointError, save_tree
-from tinygen.train.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from tinygen.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 
 
 # -- checkpoints ----------------------------------------------------------------------------------

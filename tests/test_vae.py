@@ -12,7 +12,7 @@ import tinygen
 from tinygen import functional as F
 from tinygen import nn
 from tinygen.models import MODELS
-from tinygen.models.base import RunData
+from tinygen.data import RunData
 from tinygen.models.semisupervised import labelled_indices
 from tinygen.models.vae import (VAE, BernoulliLikelihood, FixedGaussianLikelihood,
                                 GaussianLikelihood, MLPVAE, VAEConfig, log_normal_np, logmeanexp)

@@ -1,6 +1,6 @@
 """Data-only files: NumPy arrays and JSON metadata in one checksummed ``.npz`` archive.
 
-Checkpoints (:mod:`tinygen.train.checkpoint`) and ``tinygen.save``/``tinygen.load`` use this
+Checkpoints (:mod:`tinygen.checkpoint`) and ``tinygen.save``/``tinygen.load`` use this
 module. Loading a file never runs code from it: there is no pickle, the arrays are read with
 ``allow_pickle=False`` and only plain numeric dtypes are accepted, everything else is JSON.
 

@@ -8,3 +8,4 @@ from .mnist import (DataSource, Dataset, embedded_mnist_path, load_embedded_mnis
 from .toy import (TOY_DATASETS, make_checkerboard, make_eight_gaussians, make_moons,  # noqa: F401
                   make_rings)
 from .transforms import dequantize, dynamic_binarize, static_binarize  # noqa: F401
+from .runs import RunData, load_mnist_data, load_toy_data  # noqa: F401,E402

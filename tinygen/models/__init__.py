@@ -1,6 +1,10 @@
 """The generative models, each built only on the engine (see :mod:`tinygen.models.base` for the
 protocol the trainer and the command line use). ``MODELS`` maps names to classes."""
-from .base import MODELS, GenerativeModel, RunData, register  # noqa: F401
+from ..data import RunData  # noqa: F401
+from .registry import (MODELS, build_model, get_model_class, model_from_checkpoint,  # noqa: F401
+                       register)
+from .phases import OptimizerSpec, Phase, warmup_cosine  # noqa: F401
+from .base import GenerativeModel  # noqa: F401
 from .pca import PCA, principal_angles  # noqa: F401
 from .autoencoders import (Autoencoder, ConvAutoencoder, ContractiveAutoencoder,  # noqa: F401
                            DenoisingAutoencoder, LinearAutoencoder, MLPAutoencoder)

@@ -33,7 +33,7 @@ from .. import functional as F
 from .. import nn
 from ..autograd import no_grad
 from ..tensor import zeros
-from ..train.loop import Phase
+from .phases import Phase
 from .base import GenerativeModel, register
 from .pca import PCA
 
@@ -142,7 +142,7 @@ class Autoencoder(GenerativeModel):
         return np.clip(x.reshape(len(x0), steps, *IMAGE_SHAPE), 0.0, 1.0)
 
     def pictures(self, out_dir, dataset, rng):
-        from ..train import images as img
+        from .. import plots as img
 
         x = dataset.images
         paths = [img.save_reconstructions(x[:20], np.clip(self.reconstruct(x[:20]), 0, 1),
@@ -347,7 +347,7 @@ class DenoisingAutoencoder(MLPAutoencoder):
         return metrics
 
     def pictures(self, out_dir, dataset, rng):
-        from ..train import images as img
+        from .. import plots as img
 
         paths = super().pictures(out_dir, dataset, rng)
         x = dataset.images[:10]

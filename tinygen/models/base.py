@@ -1,56 +1,31 @@
-"""What every model of :mod:`tinygen.models` provides, and the registry the command line reads.
+"""What every model of :mod:`tinygen.models` provides (the registry is :mod:`.registry`).
 
 A model is a :class:`tinygen.nn.Module` with
 
 * ``model_name``/``description`` (class attributes; ``tinygen list`` prints them),
 * ``Config``, a dataclass of its options (each field becomes a ``--option`` of ``tinygen
   train``), and ``train_defaults`` (epochs, lr, batch size that suit it),
-* ``phases(data)``: the :class:`tinygen.train.Phase` list the trainer runs,
+* ``phases(data)``: the :class:`tinygen.models.phases.Phase` list the trainer runs,
 * ``evaluate(dataset)``: metrics on a held-out set (floats, lower is better for the selection
   metric ``select``),
 * ``finish(data)``: work after training (e.g. fitting the latent Gaussian used for sampling),
 * ``sample(n, rng)`` (or ``can_sample = False``) and ``pictures(out_dir, dataset, rng)``,
 * optionally ``load_data(data_dir, val_fraction, seed)`` (default: MNIST, see
-  :func:`tinygen.train.run.load_mnist_data`; the toy 2-D and text models override it),
+  :func:`tinygen.data.load_mnist_data`; the toy 2-D and text models override it),
   ``extra_metrics(data, split, dataset)`` (baselines reported beside ``evaluate``) and
   ``save_samples(n, rng, path)`` (default: a PNG grid of ``sample(n, rng)``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import ClassVar, Optional
 
 import numpy as np
 
 from .. import nn
 from ..autograd import no_grad
+from ..data.runs import RunData, load_mnist_data
 from ..tensor import tensor
-
-MODELS: dict = {}
-
-
-def register(cls):
-    """Class decorator: make a model available by its ``model_name``."""
-    if cls.model_name in MODELS:
-        raise ValueError(f"model name {cls.model_name!r} registered twice")
-    MODELS[cls.model_name] = cls
-    return cls
-
-
-@dataclass
-class RunData:
-    """The data of a run: training set, validation split (model selection) and, when the user
-    named a directory holding it, the MNIST test set. Each is a
-    :class:`tinygen.data.Dataset` or None."""
-    train: object
-    val: Optional[object] = None
-    test: Optional[object] = None
-
-    @property
-    def heldout(self):
-        """The set final numbers are reported on: test if present, else validation."""
-        return self.test if self.test is not None else self.val
-
+from .registry import register  # noqa: F401  (models register through base)
 
 class GenerativeModel(nn.Module):
     """Base class of the models (see the module docstring for the protocol)."""
@@ -68,11 +43,6 @@ class GenerativeModel(nn.Module):
             raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got "
                             f"{type(config).__name__}")
         self.config = config
-
-    @classmethod
-    def option_fields(cls):
-        """The Config dataclass fields (the model's command-line options)."""
-        return fields(cls.Config)
 
     @property
     def device(self) -> str:
@@ -110,7 +80,6 @@ class GenerativeModel(nn.Module):
         """The run's data as ``(RunData, description dict)``; default: MNIST (the IDX files in
         ``data_dir`` or the embedded 5,000 digits, a seeded validation split, the test set when
         ``data_dir`` holds it)."""
-        from ..train.run import load_mnist_data
         return load_mnist_data(data_dir, val_fraction, seed)
 
     def extra_metrics(self, data: RunData, split: str, dataset) -> dict:
@@ -121,6 +90,6 @@ class GenerativeModel(nn.Module):
 
     def save_samples(self, n: int, rng: np.random.Generator, path: str) -> str:
         """Draw ``n`` samples and save them at ``path`` (default: a PNG image grid)."""
-        from ..train import images
+        from .. import plots as images
         return images.save_image_grid(self.sample(n, rng), path, nrow=int(np.ceil(np.sqrt(n))),
                                       scale=2)

@@ -35,7 +35,7 @@ from .. import functional as F
 from .. import nn
 from ..autograd import no_grad
 from ..tensor import empty, tensor
-from ..train.loop import Phase
+from .phases import Phase
 from .base import GenerativeModel, RunData, register
 
 __all__ = ["CharRNN", "CharRNNConfig", "ALPHABET", "encode", "decode", "default_text"]

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import nn
-from ..train.loop import Phase
+from .phases import Phase
 from .base import GenerativeModel, register
 
 

@@ -38,7 +38,7 @@ from .. import nn
 from ..autograd import no_grad
 from ..nn.flows import (AffineCoupling, CouplingResNet, DequantizeLogit, FactorOut, Squeeze,
                         channel_mask, checkerboard_mask, half_mask)
-from ..train.loop import Phase
+from .phases import Phase
 from .base import GenerativeModel, register
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -132,7 +132,7 @@ class NVPToy(_FlowModel):
 
     def load_data(self, data_dir=None, val_fraction=0.1, seed=0):
         """The generated toy set (``config.dataset``); ``data_dir`` is not used."""
-        from ..train.run import load_toy_data
+        from ..data import load_toy_data
         return load_toy_data(self.config.dataset, val_fraction=val_fraction, seed=seed)
 
     def forward(self, x):
@@ -170,14 +170,14 @@ class NVPToy(_FlowModel):
 
     def save_samples(self, n, rng, path):
         """A scatter plot of ``n`` samples."""
-        from ..train import images
+        from .. import plots as images
         return images.plot_scatter_2d(self.sample(n, rng), path,
                                       title=f"nvp-toy samples ({self.config.dataset})")
 
     def pictures(self, out_dir, dataset, rng):
         """density.png (heat map of q), samples.png (samples over the data), latent.png (the
         data pushed to the latent space, over N(0, I) draws)."""
-        from ..train import images
+        from .. import plots as images
         x = dataset.images
         lo, hi = x.min(axis=0), x.max(axis=0)
         pad = 0.25 * (hi - lo)
@@ -395,7 +395,7 @@ class RealNVP(_FlowModel):
 
     def pictures(self, out_dir, dataset, rng):
         """samples.png (T = 1), samples_t<T>.png (the config's temperature), interpolations.png."""
-        from ..train import images as img
+        from .. import plots as img
         t = self.config.temperature
         paths = [img.save_image_grid(self.sample(64, rng), os.path.join(out_dir, "samples.png"),
                                      nrow=8, scale=2),
@@ -410,6 +410,6 @@ class RealNVP(_FlowModel):
 
     def save_samples(self, n, rng, path):
         """A PNG grid of ``n`` samples at the config's temperature."""
-        from ..train import images
+        from .. import plots as images
         return images.save_image_grid(self.sample(n, rng, temperature=self.config.temperature),
                                       path, nrow=int(np.ceil(np.sqrt(n))), scale=2)

@@ -57,7 +57,7 @@ from .. import functional as F
 from .. import nn
 from ..autograd import no_grad
 from ..tensor import tensor
-from ..train.loop import OptimizerSpec, Phase
+from .phases import OptimizerSpec, Phase
 from .base import GenerativeModel, register
 
 IMAGE_SHAPE = (1, 28, 28)
@@ -353,7 +353,7 @@ class GAN(GenerativeModel):
     # -- pictures --------------------------------------------------------------------------------
     def save_epoch_samples(self, epoch, out_dir):
         """The per-epoch picture: the fixed latents' samples (toy sets: over the data)."""
-        from ..train import images as img
+        from .. import plots as img
 
         path = os.path.join(out_dir, f"samples_epoch_{epoch:03d}.png")
         if self.is_toy:
@@ -363,18 +363,18 @@ class GAN(GenerativeModel):
         return self._save_grid(self.fixed_sample(100), path)
 
     def _save_grid(self, x, path):
-        from ..train import images as img
+        from .. import plots as img
         return img.save_image_grid(x, path, nrow=10, scale=2)
 
     def save_samples(self, n, rng, path):
         """A PNG grid of n samples (toy sets: a scatter plot)."""
         if self.is_toy:
-            from ..train import images as img
+            from .. import plots as img
             return img.plot_scatter_2d(self.sample(n, rng), path, title=f"{self.model_name}")
         return super().save_samples(n, rng, path)
 
     def pictures(self, out_dir, dataset, rng):
-        from ..train import images as img
+        from .. import plots as img
 
         if self.is_toy:
             return [img.plot_scatter_2d(self.sample(2000, rng),
@@ -403,7 +403,7 @@ class GAN(GenerativeModel):
         """MNIST (the base class's loader) or, for ``dataset`` a toy name, the generated 2-D
         set (:func:`tinygen.train.run.load_toy_data`)."""
         if self.is_toy:
-            from ..train.run import load_toy_data
+            from ..data import load_toy_data
             data, desc = load_toy_data(self.config.dataset, val_fraction=val_fraction, seed=seed)
             self._toy_reference = data.train.images
         else:
@@ -679,7 +679,7 @@ class ConditionalDCGAN(DCGAN):
 
     def _save_grid(self, x, path):
         """x holds the digits 0..9 in turn: reorder (N, ...) into a row per digit."""
-        from ..train import images as img
+        from .. import plots as img
         per = len(x) // 10
         rows = x[:per * 10].reshape(per, 10, *x.shape[1:]).swapaxes(0, 1)   # (10, per, 1, 28, 28)
         return img.save_interpolations(rows, path, scale=2)

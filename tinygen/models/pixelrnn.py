@@ -63,7 +63,7 @@ from ..data import dynamic_binarize, static_binarize
 from ..functional.lstm import conv_lstm_recurrence
 from ..nn.masked_conv import MaskedConv2d
 from ..tensor import tensor
-from ..train.loop import Phase
+from .phases import Phase
 from .base import GenerativeModel, register
 
 __all__ = ["PixelRNNConfig", "PixelRNN", "RowLSTMPixelRNN", "DiagonalBiLSTMPixelRNN",
@@ -326,7 +326,7 @@ class PixelRNN(GenerativeModel):
     def pictures(self, out_dir, dataset, rng):
         """samples.png (36 samples) and completions.png: for 8 held-out images, the original,
         the top half given, and three completions of the bottom half."""
-        from ..train import images as img
+        from .. import plots as img
 
         paths = [img.save_image_grid(self.sample(36, rng), os.path.join(out_dir, "samples.png"),
                                      nrow=6, scale=2)]

@@ -55,7 +55,7 @@ def as_images(images, name="images") -> np.ndarray:
 def load_classifier(path, device="cpu"):
     """The :class:`~tinygen.models.classifier.MNISTClassifier` stored in checkpoint ``path``
     (``tinygen train classifier`` writes ``model.ckpt``), in evaluation mode."""
-    from ..train.run import model_from_checkpoint
+    from .registry import model_from_checkpoint
 
     model, ckpt = model_from_checkpoint(path, device)
     if ckpt["model"] != "classifier":

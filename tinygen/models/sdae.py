@@ -25,7 +25,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..autograd import no_grad
-from ..train.loop import Phase
+from .phases import Phase
 from .base import GenerativeModel, register
 from .autoencoders import PIXELS, corrupt_array
 

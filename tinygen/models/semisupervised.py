@@ -45,7 +45,7 @@ from .. import nn
 from ..autograd import no_grad
 from ..data import dynamic_binarize, static_binarize
 from ..tensor import tensor
-from ..train.loop import Phase
+from .phases import Phase
 from .base import GenerativeModel, register
 from .vae import (BernoulliLikelihood, GaussianLikelihood, MLPVAE, VAEConfig, _mlp, bounded,
                   log_normal_np, logmeanexp)
@@ -248,7 +248,7 @@ class SemiSupervised(GenerativeModel):
         return {"error": self.error(dataset)}
 
     def save_samples(self, n, rng, path):
-        from ..train import images as img
+        from .. import plots as img
         return img.save_image_grid(self.sample(n, rng), path, nrow=10, scale=2)
 
     def pictures(self, out_dir, dataset, rng):

@@ -48,7 +48,7 @@ from .. import nn
 from ..autograd import no_grad
 from ..data import dynamic_binarize, static_binarize
 from ..tensor import from_numpy, zeros
-from ..train.loop import Phase
+from .phases import Phase
 from .base import GenerativeModel, register
 from .pca import PCA
 
@@ -423,7 +423,7 @@ class VAE(GenerativeModel):
         return self.decode_to_images(zz, np.repeat(np.arange(10), n_styles))
 
     def pictures(self, out_dir, dataset, rng):
-        from ..train import images as img
+        from .. import plots as img
 
         x, lab = dataset.images, dataset.labels
         lab20 = lab[:20] if self.conditional else None
@@ -451,7 +451,7 @@ class VAE(GenerativeModel):
         return paths
 
     def save_samples(self, n, rng, path):
-        from ..train import images as img
+        from .. import plots as img
         nrow = 10 if self.conditional else int(np.ceil(np.sqrt(n)))
         return img.save_image_grid(self.sample(n, rng), path, nrow=nrow, scale=2)
 
@@ -589,7 +589,7 @@ class ToyVAE(MLPVAE):
         """The toy set with ``n_points`` training points (and a held-out sample of the same
         size), standardized with the training points' mean and std."""
         from ..data import Dataset
-        from ..train.run import load_toy_data
+        from ..data import load_toy_data
 
         if data_dir:
             raise ValueError(f"toy-vae trains on generated 2-D data; --data {data_dir!r} is not "
@@ -613,14 +613,14 @@ class ToyVAE(MLPVAE):
         return (mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)).astype(np.float32)
 
     def save_samples(self, n, rng, path, reference=None):
-        from ..train import images as img
+        from .. import plots as img
         if reference is None:
             reference = self.load_data(None)[0].train.images
         return img.plot_scatter_2d(self.sample(n, rng), path, reference=reference,
                                    title=f"toy-vae: {n} synthesized points over the data")
 
     def pictures(self, out_dir, dataset, rng):
-        from ..train import images as img
+        from .. import plots as img
 
         x = dataset.images
         paths = [self.save_samples(max(250, len(x)), rng, os.path.join(out_dir, "samples.png"),

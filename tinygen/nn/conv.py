@@ -9,7 +9,7 @@ import math
 import numbers
 
 from .. import functional as F
-from ..kernels import geometry
+from ..functional.conv import geometry  # the size arithmetic of the conv ops
 from ..tensor import empty
 from . import init
 from .module import Module, Parameter

@@ -2,8 +2,8 @@
 
 ``tinygen.train.loop``        :class:`Trainer` (progress bar, metrics, evaluation, checkpoints,
                               exact resume, NaN stop)
-``tinygen.train.checkpoint``  atomic checkpoint files
-``tinygen.train.images``      PNG grids and plots
+``tinygen.checkpoint``  atomic checkpoint files
+``tinygen.plots``      PNG grids and plots
 """
-from .checkpoint import load_checkpoint, save_checkpoint, atomic_write  # noqa: F401
+from ..checkpoint import load_checkpoint, save_checkpoint, atomic_write  # noqa: F401
 from .loop import Phase, Trainer, TrainingDiverged, TrainConfig  # noqa: F401

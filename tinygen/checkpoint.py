@@ -13,10 +13,10 @@ import os
 
 import numpy as np
 
-from .. import backend
-from .._fileio import atomic_write  # noqa: F401  (re-exported)
-from ..serialization import CheckpointError, load_tree, save_tree
-from ..tensor import Tensor
+from . import backend
+from ._fileio import atomic_write  # noqa: F401  (re-exported)
+from .serialization import CheckpointError, load_tree, save_tree
+from .tensor import Tensor
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "to_numpy_tree",
            "atomic_write"]

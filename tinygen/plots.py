@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from .._fileio import atomic_write
+from ._fileio import atomic_write
 
 __all__ = ["make_grid", "save_image_grid", "save_reconstructions", "save_interpolations",
            "plot_loss_curves", "plot_scatter_2d", "plot_density_2d"]

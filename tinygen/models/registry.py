@@ -1,0 +1,55 @@
+"""The model registry: names -> classes (``tinygen list`` prints them), building a model from its
+options and rebuilding one from a checkpoint. It sits in the models layer so that the trainer,
+the command line and the scoring code (which loads a classifier checkpoint) all reach it
+without importing each other.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import fields
+
+from ..checkpoint import load_checkpoint
+
+__all__ = ["MODELS", "register", "get_model_class", "build_model", "model_from_checkpoint"]
+
+MODELS: dict = {}
+
+
+def register(cls):
+    """Class decorator: make a model available by its ``model_name``."""
+    if cls.model_name in MODELS:
+        raise ValueError(f"model name {cls.model_name!r} registered twice")
+    MODELS[cls.model_name] = cls
+    return cls
+
+
+def get_model_class(name: str):
+    """The model class registered as ``name``; a ValueError suggesting close names if none."""
+    if name not in MODELS:
+        close = difflib.get_close_matches(name, MODELS, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown model {name!r}.{hint} Available: {', '.join(sorted(MODELS))} "
+                         f"(`tinygen list` describes them).")
+    return MODELS[name]
+
+
+def build_model(name: str, options: dict | None = None):
+    """Instantiate model ``name`` with config ``options`` (unknown keys are errors)."""
+    cls = get_model_class(name)
+    known = {f.name for f in fields(cls.Config)}
+    unknown = sorted(set(options or {}) - known)
+    if unknown:
+        raise ValueError(f"model {name!r} has no option(s) {', '.join(unknown)}; its options "
+                         f"are: {', '.join(sorted(known)) or 'none'}")
+    return cls(cls.Config(**(options or {})))
+
+
+def model_from_checkpoint(path, device="cpu"):
+    """Rebuild the model stored in checkpoint ``path`` (weights and buffers loaded)."""
+    ckpt = load_checkpoint(path)
+    model = build_model(ckpt["model"], ckpt["model_config"])
+    model.load_state_dict(ckpt["state_dict"])
+    if device != "cpu":
+        model.to(device=device)
+    model.eval()
+    return model, ckpt
