@@ -15,6 +15,7 @@ from .attention import MultiheadAttention
 from .normalization import GroupNorm, LayerNorm
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample
 from .module import Module, Parameter
+from .ema import EMA
 from .rnn import LSTM, LSTMCell
 
 __all__ = ["Module", "Parameter", "init", "utils", "Conv1d", "Conv2d", "ConvTranspose1d",
@@ -25,3 +26,4 @@ __all__ = ["Module", "Parameter", "init", "utils", "Conv1d", "Conv2d", "ConvTran
            "Unflatten", "LSTM", "LSTMCell", "MaskedConv2d"]
 __all__ += _activation + ["MultiheadAttention", "GroupNorm", "LayerNorm", "AdaptiveAvgPool2d",
                           "AvgPool2d", "MaxPool2d", "Upsample"]
+__all__ += ["EMA"]
