@@ -45,6 +45,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..autograd import no_grad
+from ..backend import to_numpy
 from ..tensor import Tensor, empty, tensor
 
 __all__ = ["WaveNetConfig", "WaveNetNet", "GatedResidualLayer", "CausalConv1d",
@@ -103,14 +104,6 @@ class CausalConv1d(nn.Module):
             out = out + F.linear(xi, w[:, :, i])
         return out
 
-    def step(self, taps):
-        """The convolution at one time step: ``taps`` (N, k, C_in) holds the inputs at
-        t - (k-1) d, ..., t - d, t (oldest first) -> (N, C_out)."""
-        w, out = self.conv.weight, self.conv.bias
-        for i in range(self.kernel_size):
-            out = out + F.linear(taps[:, i], w[:, :, i])
-        return out
-
 
 class GatedResidualLayer(nn.Module):
     """One WaveNet layer: h (N, T, R) -> (h + V^res z, V^skip z) with
@@ -134,12 +127,6 @@ class GatedResidualLayer(nn.Module):
     def forward(self, h):
         z = self.gate(self.causal(h))
         return h + self.residual(z), self.skip(z)
-
-    def step(self, taps):
-        """The layer at one time step: ``taps`` (N, k, R) its inputs at t - (k-1) d, ..., t ->
-        (h_t + V^res z_t, V^skip z_t), (N, R) and (N, S)."""
-        z = self.gate(self.causal.step(taps))                            # (N, D)
-        return taps[:, -1] + self.residual(z), self.skip(z)
 
 
 class WaveNetNet(nn.Module):
@@ -227,34 +214,50 @@ class FastGenerator:
 
     ``push(ids)`` feeds one token per sequence (N,) and returns the logits (N, V) of the next
     one; every layer reads its k taps from the queue and the current input, then stores the
-    current input where the oldest one was. O(layers) work per token."""
+    current input where the oldest one was. O(layers) work per token.
+
+    Generation needs no gradients, so a step runs on the parameters' arrays directly (NumPy or
+    CuPy, the weights laid out once for the step's products): the autograd engine's per-op
+    overhead would otherwise be most of the cost of the few small products a token needs. The
+    tests check its logits against :meth:`WaveNetNet.forward` at every step."""
 
     def __init__(self, net: WaveNetNet, batch: int):
         self.net, self.t = net, 0
-        emb = net.embedding
-        xp = emb._xp
-        self.queues = [xp.zeros((batch, (layer.kernel_size - 1) * layer.dilation,
-                                 net.config.residual_channels), dtype=emb.dtype)
-                       for layer in net.layers]                   # each (N, (k-1) d, R)
+        self.embedding = net.embedding.data                        # (V_in, R)
+        xp = self.xp = net.embedding._xp
+        self.layers = []
+        for layer in net.layers:
+            w = layer.causal.conv.weight.data                      # (2D, R, k)
+            k, d = layer.kernel_size, layer.dilation
+            taps = [xp.ascontiguousarray(w[:, :, i].T) for i in range(k)]   # each (R, 2D)
+            queue = xp.zeros((batch, (k - 1) * d, net.config.residual_channels),
+                             dtype=w.dtype)                        # (N, (k-1) d, R)
+            self.layers.append((taps, layer.causal.conv.bias.data, layer.residual.weight.data.T,
+                                layer.residual.bias.data, layer.skip.weight.data.T,
+                                layer.skip.bias.data, d, k, queue))
+        u1, u2 = net.head[1], net.head[3]
+        self.head = (u1.weight.data.T, u1.bias.data, u2.weight.data.T, u2.bias.data)
 
     def push(self, ids):
-        net = self.net
-        with no_grad():
-            ids = net._check_ids(np.asarray(ids, np.int64).reshape(-1, 1))
-            h = net.embedding[ids[:, 0]]                           # (N, R)
-            skips = None
-            for layer, queue in zip(net.layers, self.queues):
-                size, d, k = queue.shape[1], layer.dilation, layer.kernel_size
-                taps = h.unsqueeze(1)                              # (N, 1, R)
-                if size:
-                    # inputs at t - (k-1) d, ..., t - d live in slots (t - j d) mod size
-                    slots = [(self.t - j * d) % size for j in range(k - 1, 0, -1)]
-                    taps = F.cat([tensor(queue[:, slots], device=h.device), taps], dim=1)
-                    queue[:, self.t % size] = h.data               # the oldest input leaves
-                h, s = layer.step(taps)                            # taps (N, k, R)
-                skips = s if skips is None else skips + s
-            self.t += 1
-            return net.head(skips).numpy()                         # (N, V)
+        xp = self.xp
+        ids = self.net._check_ids(np.asarray(ids, np.int64).reshape(-1, 1)).data[:, 0]
+        h = self.embedding[ids]                                    # (N, R)
+        skips = 0.0
+        for taps, b, w_res, b_res, w_skip, b_skip, d, k, queue in self.layers:
+            a = b + h @ taps[k - 1]                                # tap k-1 reads x_t
+            size = queue.shape[1]
+            for j in range(1, k):                                  # tap k-1-j reads x_{t - j d}
+                a = a + queue[:, (self.t - j * d) % size] @ taps[k - 1 - j]
+            if size:
+                queue[:, self.t % size] = h                        # the oldest input leaves
+            f, g = xp.split(a, 2, axis=1)
+            z = xp.tanh(f) / (1.0 + xp.exp(-g))                    # tanh(a^f) * sigmoid(a^g)
+            skips = skips + (z @ w_skip + b_skip)
+            h = h + (z @ w_res + b_res)
+        u1, c1, u2, c2 = self.head
+        hidden = xp.maximum(xp.maximum(skips, 0) @ u1 + c1, 0)
+        self.t += 1
+        return to_numpy(hidden @ u2 + c2)                          # (N, V)
 
 
 def generate_fast(net: WaveNetNet, prompt, length, rng, temperature=1.0):
