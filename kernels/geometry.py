@@ -20,7 +20,8 @@ PyTorch's arguments map onto this as follows (``K = dilation*(kernel-1) + 1``, t
 * ``conv_transpose`` (input length ``L``): ``size_in = (L-1)*stride - 2*padding + K + output_padding``
   with ``pad_lo = padding``; the transposed conv is the adjoint of the conv with this geometry.
 
-The lecture's rules (000_b51d78cfb1a4d410.txt) are the special case padding = 0, dilation = 1:
+The rules of Fleuret's lecture on autoencoders and generative models ("Transposed convolutions") are
+the special case padding = 0, dilation = 1:
 a conv maps W to (W - w) div s + 1, a transposed conv maps W to (W - 1) s + w, and composing the
 two keeps W iff W = w + s q for some integer q >= 0.
 """

@@ -1,6 +1,6 @@
 """conv1d, conv2d, conv_transpose1d, conv_transpose2d: PyTorch semantics (issue 3).
 
-* the lecture's worked examples (shared/reference/000_b51d78cfb1a4d410.txt), exactly;
+* the worked examples of Fleuret's lecture on autoencoders and generative models, exactly;
 * naive float64 loop references for all four ops (the transposed conv as its own scatter loop);
 * hypothesis over batch (or none), channels, groups, spatial sizes, kernel, stride, padding (int,
   tuple, "same", "valid"), dilation, output_padding and bias, every case through

@@ -1,6 +1,6 @@
 """Output-size rules of the convolution family (issue 3), as hypothesis properties.
 
-The lecture (shared/reference/000_b51d78cfb1a4d410.txt, "Transposed convolutions"): with an input
+Fleuret's lecture on autoencoders and generative models ("Transposed convolutions"): with an input
 of size W, a kernel of size w, a stride s and padding 0, dilation 1,
 
 * a convolution maps W to (W - w) div s + 1,

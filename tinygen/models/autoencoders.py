@@ -1,4 +1,5 @@
-"""The autoencoder family of the lecture (``000_b51d78cfb1a4d410.txt``, "Autoencoders").
+"""The autoencoder family of the lecture (Fleuret's lecture on autoencoders and generative models,
+"Autoencoders").
 
 An autoencoder is an encoder f: X -> F (latent space of dimension d) and a decoder g: F -> X
 such that g o f is close to the identity on the data. With q^X the data distribution it is

@@ -1,5 +1,6 @@
 """char-rnn: an LSTM language model on characters (Karpathy's char-rnn; the autoregressive view
-of ``002``/``003``: p(x) = prod_t p(x_t | x_<t)).
+of Patrini's lecture on unsupervised learning and generative models and Kurmi's lecture on
+autoencoders and autoregressive models: p(x) = prod_t p(x_t | x_<t)).
 
 A text is a sequence of characters x_1 ... x_n from a fixed alphabet (here: tab, newline and the
 95 printable ASCII characters; any other character is read as ``?``). The model reads one

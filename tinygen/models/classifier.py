@@ -1,6 +1,7 @@
 """A small MNIST classifier trained with tinygen: the judge that scores the generative models.
 
-The lecture (``002_72dd553d15c23626.txt``) evaluates generators by what a classifier makes of
+Patrini's lecture on unsupervised learning and generative models evaluates generators by what a
+classifier makes of
 their samples; :mod:`tinygen.models.scoring` uses this network for the class coverage of samples
 (the histogram of predicted labels and its entropy) and for a Fréchet distance between its
 penultimate features of two image sets.

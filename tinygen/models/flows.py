@@ -1,4 +1,5 @@
-"""Real NVP normalizing flows (lecture ``000_b51d78cfb1a4d410.txt``, "Non-Volume Preserving
+"""Real NVP normalizing flows (Fleuret's lecture on autoencoders and generative models, "Non-Volume
+Preserving
 network"; Dinh et al. 2014, 2016).
 
 A flow is an invertible f with a tractable Jacobian; with Z ~ N(0, I) the model density of X =

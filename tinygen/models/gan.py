@@ -1,4 +1,5 @@
-"""Generative adversarial networks (lecture ``002_72dd553d15c23626.txt``; Goodfellow et al. 2014,
+"""Generative adversarial networks (Patrini's lecture on unsupervised learning and generative
+models; Goodfellow et al. 2014,
 Radford et al. 2015).
 
 A generator G maps a latent z ~ N(0, I) to a sample G(z); a discriminator D(x) in (0, 1) says

@@ -1,4 +1,5 @@
-"""Stacked denoising autoencoder (Vincent et al., 2010; lecture ``000_b51d78cfb1a4d410.txt``).
+"""Stacked denoising autoencoder (Vincent et al., 2010; Fleuret's lecture on autoencoders and
+generative models).
 
 "Vincent et al. build deep MLPs whose layers are initialized successively as encoders trained
 within a noisy autoencoder. A final classifying layer is added and the full structure can be

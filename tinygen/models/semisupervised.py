@@ -1,5 +1,5 @@
 """Semi-supervised learning with deep generative models (Kingma, Mohamed, Rezende & Welling
-2014; ``001_1236ae9bbd4182c9.txt``, "Semi-supervised VAE").
+2014; Shan's lecture on variational autoencoders, "Semi-supervised VAE").
 
 The data are pairs (x, y) of which only a few have their label: the labelled set ~p_l(x, y)
 (``labels`` images, balanced over the classes, chosen with a seed from the training split) and

@@ -1,5 +1,6 @@
-"""Variational autoencoders (``001_1236ae9bbd4182c9.txt``, ``004_dda3bad911f5a745.txt`` and the
-VAE part of ``000_b51d78cfb1a4d410.txt``; Kingma & Welling 2013).
+"""Variational autoencoders (Shan's lecture on variational autoencoders; the lecture notes on
+autoencoders and VAEs (the VanillaVAE example);
+the VAE part of Fleuret's lecture on autoencoders and generative models; Kingma & Welling 2013).
 
 A VAE is a latent-variable model p(x, z) = p(z) p(x | z) with the prior p(z) = N(0, I) and a
 decoder g giving the parameters of p(x | z), trained together with an encoder f giving the
@@ -30,7 +31,8 @@ Models in this file:
 * ``toy-vae``      the lecture's 2-D VAE on two moons (Gaussian decoder with learned variance).
 * ``conv-vae``     the lecture's convolutional VAE (conv-ae encoder to 2d outputs, fixed decoder
                    variance, loss MSE + 0.5 KL, mean predictions at inference).
-* ``vanilla-vae``  the convolutional VAE of ``004`` (stride-2 convs + BatchNorm + LeakyReLU,
+* ``vanilla-vae``  the convolutional VAE of the lecture notes on autoencoders and VAEs (the
+VanillaVAE example) (stride-2 convs + BatchNorm + LeakyReLU,
                    transposed convs with output_padding, Tanh output, KL weight).
 * ``cvae``         conditional VAE (Sohn et al. 2015): q(z | x, y), p(x | z, y).
 """
@@ -417,7 +419,7 @@ class VAE(GenerativeModel):
     def styles(self, rng, n_styles=10):
         """Conditional models: the same ``n_styles`` latent codes z ~ N(0, I) decoded with each
         label (row r: digit r), so that z carries the handwriting style and y the class
-        (001's "handwriting styles obtained by fixing the class label and varying z")."""
+        (Shan's "handwriting styles obtained by fixing the class label and varying z")."""
         z = rng.standard_normal((n_styles, self.latent_dim))
         zz = np.tile(z, (10, 1))                                        # (10 * n_styles, d)
         return self.decode_to_images(zz, np.repeat(np.arange(10), n_styles))
@@ -496,7 +498,7 @@ class VAEConfig:
 
 @register
 class MLPVAE(VAE):
-    """The MLP VAE of ``001`` (Kingma & Welling's MNIST model):
+    """The MLP VAE of Shan's lecture on variational autoencoders (Kingma & Welling's MNIST model):
 
         encoder  x (784) -> ReLU(W1 x + b1) (h) -> mu (d), logvar (d)
         decoder  z (d)   -> ReLU(W3 z + b3) (h) -> logits (784)      [Bernoulli]
@@ -706,7 +708,7 @@ class ConvVAE(VAE):
 class VanillaVAEConfig:
     latent_dim: int = 16            # d
     hidden_dims: str = "32,64,128"  # channels of the stride-2 conv blocks (28 -> 14 -> 7 -> 4)
-    kl_weight: float = 0.00025      # the KL weight of 004's loss: mse + kl_weight * KL
+    kl_weight: float = 0.00025      # the KL weight of the VanillaVAE notes' loss: mse + kl_weight * KL
     decoder_std: float = 0.1        # fixed std of p(x | z) on the [-1, 1] scale (reported ELBO)
     beta: float = 1.0               # KL weight of the reported ELBO (always 1)
     iw_samples: int = 1000          # k of the importance-weighted estimate
@@ -724,7 +726,8 @@ def _conv_sizes(size, blocks):
 
 @register
 class VanillaVAE(VAE):
-    """The ``VanillaVAE`` of ``004`` sized for 28x28 digits (pixels scaled to [-1, 1] for the
+    """The ``VanillaVAE`` of the lecture notes on autoencoders and VAEs (the VanillaVAE example)
+    sized for 28x28 digits (pixels scaled to [-1, 1] for the
     Tanh output)::
 
         encoder: [Conv2d(k3, s2, p1) + BatchNorm2d + LeakyReLU] per hidden dim
@@ -735,12 +738,13 @@ class VanillaVAE(VAE):
         loss     = mse(recons, x) + kl_weight * mean_batch(-0.5 sum_d(1 + logvar - mu^2 - e^logvar))
 
     ``output_padding`` is chosen per layer so that the decoder retraces the encoder's sizes
-    exactly (004 uses 1 everywhere, which suits 64x64 inputs; for 28 the first is 0). The
+    exactly (the notes use 1 everywhere, which suits 64x64 inputs; for 28 the first is 0). The
     reported ELBO/NLL use p(x | z) = N(mu^g, decoder_std^2 I) on the [-1, 1] scale, converted to
     densities of the [0, 1] pixels (+ 784 log 2).
     """
     model_name = "vanilla-vae"
-    description = "the convolutional VAE of 004 (stride-2 convs, BatchNorm, LeakyReLU, Tanh output)"
+    description = ("the VanillaVAE of the lecture notes (stride-2 convs, BatchNorm, LeakyReLU, "
+                   "Tanh output)")
     Config = VanillaVAEConfig
     train_defaults = {"epochs": 25, "lr": 1e-3, "batch_size": 100}
 

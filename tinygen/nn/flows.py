@@ -1,5 +1,5 @@
 """Building blocks of normalizing flows: the Real NVP layers (Dinh et al. 2016; lecture
-``000_b51d78cfb1a4d410.txt``, "Non-Volume Preserving network").
+Fleuret's lecture on autoencoders and generative models, "Non-Volume Preserving network").
 
 Every layer f here is invertible and knows its log-Jacobian-determinant:
 
