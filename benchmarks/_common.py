@@ -8,6 +8,12 @@ import time
 
 _ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
+# Freed arrays stay in the heap for every benchmark, as they do in tinygen's trainer (importing
+# tinygen alone leaves malloc alone; see tinygen/_memory.py). PyTorch keeps its own cache.
+import tinygen._memory  # noqa: E402
+
+tinygen._memory.tune_malloc()
+
 
 def reexec_without_openblas_env():
     """Re-run this script with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (both together),
@@ -28,6 +34,31 @@ def timeit(fn, repeat: int, warmup: int = 20) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3
+
+
+def interleaved(runners, repeat, warmup=2):
+    """Median milliseconds per runner (a dict name -> callable), one call of each per round with
+    the order rotating, so that a machine whose load changes during the run affects them alike."""
+    for _ in range(warmup):
+        for r in runners.values():
+            r()
+    times = {k: [] for k in runners}
+    keys = list(runners)
+    for rep in range(repeat):
+        for k in keys[rep % len(keys):] + keys[:rep % len(keys)]:
+            t0 = time.perf_counter()
+            runners[k]()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def load_average():
+    """The 1-, 5- and 15-minute load averages as a string ("n/a" where /proc is missing)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 def bench_arguments(doc: str, repeat: int, json_default: str):

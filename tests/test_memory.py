@@ -14,7 +14,7 @@ glibc = sys.platform.startswith("linux") and "libc.so.6" in str(ctypes.util.find
 
 @pytest.mark.skipif(not glibc, reason="malloc tuning applies to Linux with glibc only")
 def test_tuning_is_applied_and_large_arrays_are_reused():
-    assert memory.applied
+    assert memory.tune_malloc() and memory.applied
 
     def step():   # several large temporaries freed together, as in a training step
         arrays = [np.ones(n, np.float32) for n in (3 << 20, 1 << 20, 5 << 20, 2 << 20)]
@@ -31,7 +31,28 @@ def test_tuning_is_applied_and_large_arrays_are_reused():
 
 @pytest.mark.skipif(not glibc, reason="malloc tuning applies to Linux with glibc only")
 def test_tuning_can_be_switched_off():
-    code = "import tinygen, tinygen._memory as m; print(m.applied)"
+    code = "import tinygen, tinygen._memory as m; print(m.tune_malloc())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"TINYGEN_MALLOC_TUNING": "0", "PATH": ""}, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_importing_tinygen_leaves_malloc_alone_and_the_trainer_tunes_it(tmp_path):
+    code = ("import numpy as np, tinygen, tinygen._memory as m\n"
+            "from tinygen import nn\n"
+            "from tinygen.models.phases import Phase\n"
+            "from tinygen.train import Trainer, TrainConfig\n"
+            "print('applied:', m.applied)\n"
+            "net = nn.Linear(2, 1)\n"
+            "x = np.ones((4, 2), np.float32)\n"
+            "phase = Phase('p', net.parameters, lambda b, rng: ((net(b[0]) ** 2).mean(), {}))\n"
+            f"cfg = TrainConfig(epochs=1, batch_size=4, out={str(tmp_path)!r}, progress=False,"
+            " val_fraction=0.0)\n"
+            "from dataclasses import make_dataclass\n"
+            "net.model_name, net.config = 'lin', make_dataclass('LinConfig', [])()\n"
+            "Trainer(net, [phase], (x,), cfg).fit()\n"
+            "print('applied:', m.applied)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    states = [line.split()[1] for line in out.splitlines() if line.startswith("applied:")]
+    assert states == ["False", "True" if glibc else "False"]

@@ -3,9 +3,7 @@
 The top level re-exports the tensor API (``tinygen.tensor``, factories, ``grad``, ``no_grad``,
 ``manual_seed``) and the ops of :mod:`tinygen.functional` that PyTorch keeps at ``torch.*``.
 """
-from . import _memory
-
-_memory.tune_malloc()   # keep freed arrays in the heap (see tinygen/_memory.py)
+import numpy as _np
 
 from . import backend  # noqa: E402
 from .autograd import Function, enable_grad, grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -24,6 +22,23 @@ from .functional import (ceil, cos, cumprod, cumsum, einsum, erf, exp2, floor, g
                          index_select, isclose, isinf, lerp, log2, log10, logaddexp, masked_fill,
                          round, rsqrt, scatter, scatter_add, sin, tril, triu, trunc)
 from .functional import logcumsumexp, prod
+from .functional import (argsort, diag, diagonal, div, floor_divide, logical_not, meshgrid,
+                         remainder, repeat_interleave, roll, sort, std_mean, topk, unflatten,
+                         var_mean)
+from .functional import amax, amin  # noqa: E402
+from .tensor import Size, device  # noqa: E402
+from . import backends, cuda  # noqa: E402
+from .saveload import load, save  # noqa: E402
 from . import nn, optim
+
+# PyTorch's dtype aliases (``tinygen.float`` is float32, ``tinygen.long`` int64, ...)
+float = float32  # noqa: A001
+double = float64
+long = int64
+int = int32  # noqa: A001
+bool = bool_  # noqa: A001
+float16 = half = _np.dtype(_np.float16)
+int16 = short = _np.dtype(_np.int16)
+int8 = _np.dtype(_np.int8)
 
 __version__ = "0.1.0"

@@ -8,8 +8,11 @@ of its time. Raising the mmap threshold to its maximum (32 MiB on 64-bit) and ke
 in the heap (trim threshold, top pad) brings that to a handful of faults per step -- the same
 idea as PyTorch's caching allocator, at the cost of the process keeping its peak heap.
 
-This runs once when tinygen is imported, on Linux with glibc only; set TINYGEN_MALLOC_TUNING=0
-to leave malloc alone.
+Importing tinygen leaves malloc alone: a library should not change its host process's
+allocator. The trainer (:class:`tinygen.train.Trainer`) applies the tuning when it starts
+training, where it was measured to matter, and the benchmarks call :func:`tune_malloc`
+themselves; a user's own training loop may call ``tinygen._memory.tune_malloc()`` too. Linux
+with glibc only; set TINYGEN_MALLOC_TUNING=0 to leave malloc alone everywhere.
 """
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .. import _memory
 from .. import random as tg_random
 from ..autograd import no_grad
 from ..nn.utils import clip_grad_norm_
@@ -168,6 +169,7 @@ class Trainer:
         validation records."""
         from ..data import BatchIterator
 
+        _memory.tune_malloc()   # freed activations stay in the heap (see tinygen/_memory.py)
         os.makedirs(self.out, exist_ok=True)
         ckpt = None
         if resume is not None:
