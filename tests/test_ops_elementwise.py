@@ -338,10 +338,20 @@ def test_comparisons(data):
 def test_sign_isfinite_isnan():
     v = np.array([-2.0, 0.0, 3.0, np.inf, -np.inf, np.nan])
     x = tinygen.tensor(v, requires_grad=True)
-    for ours, ref in ((F.sign(x), np.sign(v)), (F.isfinite(x), np.isfinite(v)),
-                      (F.isnan(x), np.isnan(v))):
+    for ours, ref in ((F.isfinite(x), np.isfinite(v)), (F.isnan(x), np.isnan(v))):
         assert not ours.requires_grad
         np.testing.assert_array_equal(ours.numpy(), ref)
+    np.testing.assert_array_equal(F.sign(x).numpy(), np.sign(v))
+
+
+@given(data=st.data())
+def test_sign_is_differentiable_with_zero_gradient_like_torch(data):
+    x = data.draw(arrays(data.draw(shapes()), away_from=0.0))
+    check_op(lambda t: F.sign(t) * t, [x], reference=lambda v: np.sign(v) * v,
+             torch_fn=lambda t: T.sign(t) * t, second_order="zero")
+    t = tinygen.tensor(np.array([-1.0, 0.0, 2.0]), requires_grad=True)
+    (g,) = tinygen.grad(F.sign(t).sum(), [t])
+    np.testing.assert_array_equal(g.numpy(), [0.0, 0.0, 0.0])   # also at 0, as torch
 
 
 # -- dtype casts and copies ------------------------------------------------------------------------

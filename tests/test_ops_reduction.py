@@ -73,7 +73,7 @@ def test_max_min_distinct_values(data, keepdim):
     x = data.draw(distinct_arrays(data.draw(shapes())))
     axis = data.draw(axes(x.ndim))
     for name, tname in (("max", "amax"), ("min", "amin")):
-        check_op(lambda t: getattr(F, name)(t, axis, keepdim), [x], second_order="zero",
+        check_op(lambda t: getattr(F, tname)(t, axis, keepdim), [x], second_order="zero",
                  reference=lambda v: getattr(np, name)(v, axis=axis, keepdims=keepdim),
                  torch_fn=lambda t: getattr(T, tname)(t, dim=torch_dims(axis, t.ndim),
                                                       keepdim=keepdim))
@@ -87,7 +87,7 @@ def test_max_min_ties_share_the_gradient_like_amax(name, data, keepdim):
     u = np.random.default_rng(0).standard_normal(getattr(np, name)(x, axis=axis,
                                                                    keepdims=keepdim).shape)
     t = tinygen.tensor(x, requires_grad=True)
-    y = getattr(t, name)(axis, keepdim)
+    y = getattr(t, "a" + name)(axis, keepdim)
     (g,) = tinygen.grad(y, [t], grad_outputs=tinygen.tensor(u))
     extreme = getattr(np, name)(x, axis=axis, keepdims=True)
     winners = (x == extreme).astype(float)
@@ -98,6 +98,62 @@ def test_max_min_ties_share_the_gradient_like_amax(name, data, keepdim):
         ty = getattr(T, "a" + name)(tt, dim=torch_dims(axis, x.ndim), keepdim=keepdim)
         (tg,) = T.autograd.grad(ty, [tt], T.tensor(u))
         np.testing.assert_allclose(g.numpy(), tg.numpy(), rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+@given(data=st.data(), keepdim=st.booleans())
+def test_max_min_along_a_dim_return_values_and_indices_like_torch(name, data, keepdim):
+    """``x.max(dim)`` is ``(values, indices)`` as in PyTorch (``x.max(1)[0]`` are the values);
+    the gradient goes to the element at ``indices``, ties included, as torch.max(dim)."""
+    x = data.draw(grid_arrays(data.draw(shapes(min_dims=1)), step=1.0, low=-1, high=1))
+    dim = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    t = tinygen.tensor(x, requires_grad=True)
+    res = getattr(t, name)(dim, keepdim)
+    values, indices = res
+    assert res.values is values and res.indices is indices and res[0] is values
+    assert indices.dtype == np.int64 and not indices.requires_grad
+    np.testing.assert_array_equal(values.numpy(), getattr(np, name)(x, axis=dim,
+                                                                    keepdims=keepdim))
+    np.testing.assert_array_equal(indices.numpy(), getattr(np, "arg" + name)(x, axis=dim,
+                                                                             keepdims=keepdim))
+    u = np.random.default_rng(0).standard_normal(values.shape)
+    (g,) = tinygen.grad(values, [t], grad_outputs=tinygen.tensor(u))
+    idx = getattr(np, "arg" + name)(x, axis=dim, keepdims=True)
+    expected = np.zeros_like(x)
+    np.put_along_axis(expected, idx, u.reshape(idx.shape), axis=dim)
+    np.testing.assert_array_equal(g.numpy(), expected)
+    assert getattr(F, name)(t, dim, keepdim)[0].shape == values.shape
+    if torch is not None:
+        tt = T.tensor(x, requires_grad=True)
+        tv, ti = getattr(T, name)(tt, dim, keepdim)
+        (tg,) = T.autograd.grad(tv, [tt], T.tensor(u))
+        np.testing.assert_array_equal(indices.numpy(), ti.numpy())
+        np.testing.assert_array_equal(g.numpy(), tg.numpy())
+
+
+@given(data=st.data())
+def test_max_min_values_along_a_dim_through_the_harness(data):
+    x = data.draw(distinct_arrays(data.draw(shapes(min_dims=1))))
+    dim = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    for name in ("max", "min"):
+        check_op(lambda t: getattr(t, name)(dim)[0], [x], second_order="zero",
+                 reference=lambda v: getattr(np, name)(v, axis=dim),
+                 torch_fn=lambda t: getattr(T, name)(t, dim)[0])
+
+
+def test_max_min_forms_like_torch():
+    x = tinygen.tensor(np.array([[1.0, 5.0], [7.0, 2.0]]))
+    assert tinygen.max(x).item() == 7.0 and tinygen.min(x).item() == 1.0   # no dim: a value
+    np.testing.assert_array_equal(tinygen.max(x, 1)[0].numpy(), [5.0, 7.0])
+    np.testing.assert_array_equal(x.max(1)[1].numpy(), [1, 0])
+    np.testing.assert_array_equal(tinygen.max(x, x.T).numpy(), [[1.0, 7.0], [7.0, 2.0]])
+    np.testing.assert_array_equal(x.amax((0, 1)).numpy(), 7.0)
+    with pytest.raises(TypeError, match="amax"):
+        x.max((0, 1))
+    s = tinygen.tensor(3.0)                      # 0-d with dim 0 / -1, as torch
+    assert s.max(0).values.item() == 3.0 and s.min(-1).indices.item() == 0
+    with pytest.raises(IndexError, match="empty"):
+        tinygen.zeros(2, 0).max(1)
 
 
 def test_max_of_an_empty_tensor_raises():

@@ -208,9 +208,10 @@ def test_promotion_in_ops():
     # a Python (or NumPy) scalar never widens a float tensor
     for r in (f32 * 2.0, 2.0 * f32, f32 + 1, f32 / 3, 1 - f32, f32 ** 2.0, f32 * np.float64(2)):
         assert r.dtype == np.float32
-    # tensor with tensor: NumPy promotion
+    # tensor with tensor: PyTorch's promotion (an int or bool tensor never widens a float one;
+    # tests/test_pytorch_semantics.py checks the whole table against torch)
     assert (f32 + f64).dtype == np.float64 and (f64 * f32).dtype == np.float64
-    assert (f32 * i64).dtype == np.result_type(np.float32, np.int64)
+    assert (f32 * i64).dtype == np.float32 and (f32 * b).dtype == np.float32
     assert (i64 + i64).dtype == np.int64 and (i64 + 1).dtype == np.int64
     assert (i32 + 1).dtype == np.int32 and (b + 1).dtype == np.int64
     # true division of integers gives the default float dtype (as PyTorch)

@@ -13,7 +13,8 @@ import numpy as np
 from . import backend
 from .random import _resolve as _resolve_generator
 
-__all__ = ["Tensor", "tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty",
+__all__ = ["Tensor", "Size", "device", "tensor", "as_tensor", "from_numpy", "zeros", "ones",
+           "full", "empty",
            "eye", "arange", "linspace", "rand", "randn", "randint", "zeros_like", "ones_like",
            "full_like", "empty_like", "rand_like", "randn_like", "float32", "float64", "int64",
            "int32", "bool_", "uint8"]
@@ -24,6 +25,69 @@ int32 = np.dtype(np.int32)
 int64 = np.dtype(np.int64)
 uint8 = np.dtype(np.uint8)
 bool_ = np.dtype(np.bool_)
+
+
+class Size(tuple):
+    """A tensor's shape (PyTorch's ``torch.Size``): a tuple of ints."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return f"tinygen.Size({list(self)})"
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+
+class device(str):
+    """A device (PyTorch's ``torch.device``): ``device("cpu")``, ``device("cuda")``,
+    ``device("cuda:0")``, ``device("cuda", 0)``; ``.type`` and ``.index`` as in PyTorch.
+
+    It is also the string ``"cpu"`` or ``"cuda"`` (so ``t.device == "cpu"`` holds, unlike in
+    PyTorch); tinygen uses one GPU, so ``cuda`` and ``cuda:0`` compare equal. Making one needs no
+    GPU; moving a tensor there does.
+    """
+
+    def __new__(cls, type, index=None):
+        if isinstance(type, device):
+            return type
+        name = str(type)
+        if ":" in name:
+            name, _, idx = name.partition(":")
+            if index is not None or not idx.isdigit():
+                raise ValueError(f"device: invalid device string {type!r}")
+            index = int(idx)
+        if name not in ("cpu", "cuda"):
+            raise ValueError(f"device: expected 'cpu' or 'cuda', got {type!r}")
+        if name == "cpu" and index not in (None, 0):
+            raise ValueError(f"device: the cpu has no index {index}")
+        self = super().__new__(cls, name)
+        self._index = None if index is None else int(index)
+        return self
+
+    @property
+    def type(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def index(self):
+        return self._index
+
+    def __str__(self):
+        return self.type if self._index is None else f"{self.type}:{self._index}"
+
+    def __repr__(self):
+        idx = "" if self._index is None else f", index={self._index}"
+        return f"device(type='{self.type}'{idx})"
+
+    def __reduce__(self):
+        return (device, (self.type, self._index))
+
+
+_DEVICES = {"cpu": device("cpu"), "cuda": device("cuda", 0)}  # what Tensor.device returns
 
 
 def _as_dtype(dtype):
@@ -69,8 +133,8 @@ class Tensor:
 
     # -- properties --------------------------------------------------------------------------
     @property
-    def shape(self) -> tuple:
-        return self.data.shape
+    def shape(self) -> Size:
+        return Size(self.data.shape)
 
     @property
     def ndim(self) -> int:
@@ -81,8 +145,16 @@ class Tensor:
         return self.data.dtype
 
     @property
-    def device(self) -> str:
-        return backend.device_of(self.data)
+    def device(self) -> device:
+        """The device (``tinygen.device``; equal to the string ``"cpu"`` or ``"cuda"``)."""
+        return _DEVICES[backend.device_of(self.data)]
+
+    @property
+    def is_cuda(self) -> bool:
+        return backend.device_of(self.data) == "cuda"
+
+    def is_floating_point(self) -> bool:
+        return self.data.dtype.kind == "f"
 
     @property
     def _xp(self):
@@ -110,7 +182,7 @@ class Tensor:
 
     def size(self, dim=None):
         """The shape (PyTorch's ``size()``), or its length along ``dim``."""
-        return self.data.shape if dim is None else self.data.shape[dim]
+        return Size(self.data.shape) if dim is None else self.data.shape[dim]
 
     def numel(self) -> int:
         return int(self.data.size)
@@ -242,6 +314,18 @@ class Tensor:
     def long(self) -> "Tensor":
         return self.to(int64)
 
+    def int(self) -> "Tensor":
+        return self.to(int32)
+
+    def bool(self) -> "Tensor":
+        return self.to(bool_)
+
+    def type(self, dtype=None):
+        """``type()``: the dtype's name; ``type(dtype)``: this tensor converted to ``dtype``."""
+        if dtype is None:
+            return str(self.dtype)
+        return self.to(dtype)
+
     def type_as(self, other: "Tensor") -> "Tensor":
         return self.to(other.dtype)
 
@@ -272,12 +356,18 @@ class Tensor:
     def __le__(self, other): return F.le(self, other)
     def __gt__(self, other): return F.gt(self, other)
     def __ge__(self, other): return F.ge(self, other)
-    def __invert__(self): return F.logical_not(self)
+    def __invert__(self): return F.bitwise_not(self)
 
     def __getitem__(self, index): return F.getitem(self, index)
 
-    add = __add__
-    sub = __sub__
+    def add(self, other, alpha=1):
+        """``self + alpha * other``."""
+        return F.add(self, other if alpha == 1 else _scaled(other, alpha))
+
+    def sub(self, other, alpha=1):
+        """``self - alpha * other``."""
+        return F.sub(self, other if alpha == 1 else _scaled(other, alpha))
+
     mul = __mul__
     div = __truediv__
     matmul = __matmul__
@@ -322,8 +412,8 @@ class Tensor:
 
     def max(self, dim=None, keepdim=False): return F.max(self, dim, keepdim)
     def min(self, dim=None, keepdim=False): return F.min(self, dim, keepdim)
-    def amax(self, dim=None, keepdim=False): return F.max(self, dim, keepdim)
-    def amin(self, dim=None, keepdim=False): return F.min(self, dim, keepdim)
+    def amax(self, dim=None, keepdim=False): return F.amax(self, dim, keepdim)
+    def amin(self, dim=None, keepdim=False): return F.amin(self, dim, keepdim)
     def argmax(self, dim=None, keepdim=False): return F.argmax(self, dim, keepdim)
     def argmin(self, dim=None, keepdim=False): return F.argmin(self, dim, keepdim)
     def logsumexp(self, dim=None, keepdim=False): return F.logsumexp(self, dim, keepdim)
@@ -332,7 +422,38 @@ class Tensor:
 
     # shape ops
     def reshape(self, *shape): return F.reshape(self, _shape_args(shape))
-    view = reshape
+    def view(self, *shape):
+        """Same data, new shape, never a copy: refuses a non-contiguous tensor whose memory has
+        no such view (PyTorch's ``view``; ``reshape`` copies instead)."""
+        return F.view(self, _shape_args(shape))
+
+    def view_as(self, other): return F.view(self, other.shape)
+    def reshape_as(self, other): return F.reshape(self, other.shape)
+
+    def contiguous(self) -> "Tensor":
+        """This tensor when its memory is C-contiguous, else a contiguous copy."""
+        return self if self.data.flags.c_contiguous else F.clone(self)
+
+    def is_contiguous(self) -> bool:
+        return bool(self.data.flags.c_contiguous)
+
+    def narrow(self, dim, start, length):
+        """The slice ``start:start + length`` along ``dim`` (a view)."""
+        from .functional._util import normalize_dim
+        d = normalize_dim(dim, self.ndim)
+        if start < 0:
+            start += self.shape[d]
+        if not 0 <= start <= start + length <= self.shape[d]:
+            raise IndexError(f"narrow: start {start} and length {length} do not fit axis {d} "
+                             f"of shape {tuple(self.shape)}")
+        return self[(slice(None),) * d + (slice(start, start + length),)]
+
+    def t(self):
+        """Transpose of a tensor with at most 2 axes."""
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, got shape "
+                               f"{tuple(self.shape)}; use transpose or permute")
+        return self if self.ndim < 2 else F.transpose(self, 0, 1)
     def transpose(self, dim0, dim1): return F.transpose(self, dim0, dim1)
     def permute(self, *dims): return F.permute(self, _shape_args(dims))
     def flatten(self, start_dim=0, end_dim=-1): return F.flatten(self, start_dim, end_dim)
@@ -423,10 +544,90 @@ class Tensor:
 
     def mul_(self, other): return self._inplace("mul_", self._xp.multiply, other)
     def div_(self, other): return self._inplace("div_", self._xp.true_divide, other)
-    __iadd__ = add_
-    __isub__ = sub_
-    __imul__ = mul_
-    __itruediv__ = div_
+    def _augmented(self, name, inplace, op, other):
+        """``x += y`` and friends: in place, except on a tensor that is part of a graph (or with
+        an operand that requires grad), where ``x`` is rebound to the out-of-place result, so that
+        ``out += identity`` works in a forward as in PyTorch. The memory of ``x`` (and of any
+        view of it) is then left unchanged: PyTorch would write through it."""
+        from .autograd import is_grad_enabled
+        graph = is_grad_enabled() and (
+            (self.requires_grad and self._ctx is not None) or
+            (isinstance(other, Tensor) and other.requires_grad and not self.requires_grad))
+        if not graph:
+            return inplace(other)
+        out = op(self, other)
+        if out.dtype != self.dtype:
+            if out.dtype.kind == "f" and self.dtype.kind != "f":
+                raise RuntimeError(f"{name}: result type {out.dtype} can't be cast to the "
+                                   f"desired output type {self.dtype}")
+            out = out.to(self.dtype)
+        return out
+
+    def __iadd__(self, other): return self._augmented("+=", self.add_, F.add, other)
+    def __isub__(self, other): return self._augmented("-=", self.sub_, F.sub, other)
+    def __imul__(self, other): return self._augmented("*=", self.mul_, F.mul, other)
+    def __itruediv__(self, other): return self._augmented("/=", self.div_, F.div, other)
+
+    # in-place forms of unary ops and PyTorch's fused updates (no_grad or plain tensors)
+    def _unary_(self, name, fn, *args):
+        self._check_inplace(name)
+        from .autograd import no_grad
+        with no_grad():
+            self.data[...] = fn(self, *args).data
+        return self
+
+    def sqrt_(self): return self._unary_("sqrt_", F.sqrt)
+    def exp_(self): return self._unary_("exp_", F.exp)
+    def log_(self): return self._unary_("log_", F.log)
+    def log1p_(self): return self._unary_("log1p_", F.log1p)
+    def abs_(self): return self._unary_("abs_", F.abs)
+    def neg_(self): return self._unary_("neg_", F.neg)
+    def sign_(self): return self._unary_("sign_", F.sign)
+    def tanh_(self): return self._unary_("tanh_", F.tanh)
+    def sigmoid_(self): return self._unary_("sigmoid_", F.sigmoid)
+    def relu_(self): return self._unary_("relu_", F.relu)
+    def square_(self): return self._unary_("square_", F.square)
+    def pow_(self, exponent): return self._unary_("pow_", F.pow, exponent)
+    def reciprocal_(self): return self._unary_("reciprocal_", lambda t: 1.0 / t)
+
+    def addcmul_(self, tensor1, tensor2, value=1):
+        """``self += value * tensor1 * tensor2``."""
+        self._check_inplace("addcmul_", tensor1)
+        self._check_inplace("addcmul_", tensor2)
+        t1 = tensor1.data if isinstance(tensor1, Tensor) else tensor1
+        t2 = tensor2.data if isinstance(tensor2, Tensor) else tensor2
+        self.data += (value * t1 * t2).astype(self.dtype, copy=False)
+        return self
+
+    def addcdiv_(self, tensor1, tensor2, value=1):
+        """``self += value * tensor1 / tensor2``."""
+        self._check_inplace("addcdiv_", tensor1)
+        self._check_inplace("addcdiv_", tensor2)
+        t1 = tensor1.data if isinstance(tensor1, Tensor) else tensor1
+        t2 = tensor2.data if isinstance(tensor2, Tensor) else tensor2
+        self.data += (value * t1 / t2).astype(self.dtype, copy=False)
+        return self
+
+    # -- new tensors with this one's dtype and device (PyTorch's ``new_*``) -----------------------
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        return zeros(*size, dtype=dtype or self.dtype, device=device or self.device,
+                     requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        return ones(*size, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+        return empty(*size, dtype=dtype or self.dtype, device=device or self.device,
+                     requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
+                      requires_grad=requires_grad)
 
     def zero_(self):
         self._check_inplace("zero_")
@@ -468,7 +669,17 @@ class Tensor:
     def __setitem__(self, index, value):
         self._check_inplace("__setitem__", value)
         value = value.data if isinstance(value, Tensor) else value
-        self.data[F._index_arrays(index)] = value
+        index = F._index_arrays(index)
+        steps = F._split_mixed_index(index)  # ints before arrays, as in getitem (PyTorch's order)
+        if steps is not None:
+            self.data[steps[0]][steps[1]] = value
+        else:
+            self.data[index] = value
+
+
+def _scaled(other, alpha):
+    """``alpha * other`` for a Tensor or a number (``add``/``sub`` with ``alpha``)."""
+    return F.mul(other, alpha) if isinstance(other, Tensor) else other * alpha
 
 
 def _shape_args(shape):
@@ -620,7 +831,11 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False) -> Tensor:
     device = backend.normalize_device(device)
     dtype = _as_dtype(dtype) or backend.get_default_dtype()
-    t = Tensor._wrap(backend.array_module(device).linspace(start, end, steps, dtype=dtype))
+    xp = backend.array_module(device)
+    if dtype.kind in "biu":  # computed in float64, then truncated toward zero as PyTorch
+        t = Tensor._wrap(xp.trunc(xp.linspace(start, end, steps, dtype=np.float64)).astype(dtype))
+    else:
+        t = Tensor._wrap(xp.linspace(start, end, steps, dtype=dtype))
     if requires_grad:
         t.requires_grad_(True)
     return t

@@ -44,7 +44,7 @@ from .reduction import *  # noqa: F401,F403
 from .reduction import __all__ as _r
 from .shape import *  # noqa: F401,F403
 from .shape import __all__ as _s
-from .shape import _index_arrays  # noqa: F401  (used by Tensor.__setitem__)
+from .shape import _index_arrays, _split_mixed_index  # noqa: F401  (Tensor.__setitem__)
 
 __all__ = _c + _cp + _e + _l + _o + _r + _s + _lstm
 __all__ += _act + _att + _es + _ix + _nm + _pw + _pl

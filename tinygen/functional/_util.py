@@ -9,57 +9,128 @@ from .. import backend
 from ..tensor import Tensor
 
 
-def scalar_dtype(tensor_dtype, value):
-    """dtype for a Python scalar combined with a tensor of ``tensor_dtype``.
+class ShapeError(RuntimeError, ValueError):
+    """Shapes that do not fit together (broadcasting, reshape, cat, matmul, ...).
 
-    A scalar never widens a floating tensor (``float32 * 2.0`` stays float32, as in PyTorch); a
-    float scalar with an integer or bool tensor gives the default float dtype; an int scalar with a
-    bool tensor gives int64.
+    A ``RuntimeError`` as in PyTorch (so ``except RuntimeError`` in ported scripts catches it) and
+    a ``ValueError`` as the rest of tinygen's bad-input errors.
     """
-    kind = np.dtype(tensor_dtype).kind
+
+
+# -- type promotion (PyTorch's rules) -------------------------------------------------------------
+# Categories bool < integer < floating. Operands come in three priorities: tensors with at least one
+# dimension, 0-d tensors, and Python scalars ("wrapped numbers"). Within a priority dtypes promote as
+# usual; a lower priority only matters when its category is higher, e.g. int32 tensor * 2.5 ->
+# float32 (the default dtype), float32 tensor * float64 0-d tensor -> float32, int32 tensor * 0-d
+# float64 tensor -> float64. (torch ``c10::result_type``; NumPy would give float64 in the first two.)
+
+def _category(dtype) -> int:
+    kind = dtype.kind
+    return 0 if kind == "b" else 2 if kind == "f" else 1
+
+
+def promote_types(a, b):
+    """PyTorch's ``promote_types``: the higher category wins; within one category, the wider."""
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    ca, cb = _category(a), _category(b)
+    if ca != cb:
+        return a if ca > cb else b
+    return np.promote_types(a, b)
+
+
+def _combine_priorities(higher, lower):
+    if higher is None:
+        return lower
+    if lower is None:
+        return higher
+    ch, cl = _category(higher), _category(lower)
+    if ch == 2:
+        return higher
+    if ch == 0 or cl == 2:
+        return promote_types(higher, lower)
+    return higher
+
+
+def _scalar_dtype(value):
     if isinstance(value, (bool, np.bool_)):
-        return tensor_dtype
+        return np.dtype(np.bool_)
     if isinstance(value, numbers.Integral):
-        return np.dtype(np.int64) if kind == "b" else tensor_dtype
+        return np.dtype(np.int64)
     if isinstance(value, numbers.Real):
-        return tensor_dtype if kind == "f" else backend.get_default_dtype()
-    raise TypeError(f"unsupported operand type {type(value).__name__}")
+        return backend.get_default_dtype()
+    raise TypeError(f"unsupported operand type {type(value).__name__} (expected a Tensor, an "
+                    f"array or a number)")
 
 
-def to_operand(value, like: Tensor) -> Tensor:
-    """Turn a Python scalar or array into a constant Tensor on ``like``'s device."""
+def result_type(*operands):
+    """The dtype PyTorch gives an op on ``operands`` (Tensors, arrays, Python numbers)."""
+    dims = zero = wrapped = None
+    for op in operands:
+        arr = op.data if isinstance(op, Tensor) else op
+        if isinstance(arr, (numbers.Number, np.bool_)) and not isinstance(arr, np.ndarray):
+            wrapped = promote_types(wrapped, _scalar_dtype(arr))
+        elif arr.ndim:
+            dims = promote_types(dims, arr.dtype)
+        else:
+            zero = promote_types(zero, arr.dtype)
+    return _combine_priorities(dims, _combine_priorities(zero, wrapped))
+
+
+def to_operand(value, like: Tensor, dtype=None) -> Tensor:
+    """Turn a Python scalar or array into a constant Tensor on ``like``'s device (of ``dtype``
+    when given, else of the type PyTorch gives ``value`` combined with ``like``)."""
     if isinstance(value, Tensor):
         return value
     if isinstance(value, (numbers.Number, np.bool_)):
-        xp = like._xp
-        return Tensor._wrap(xp.asarray(value, dtype=scalar_dtype(like.dtype, value)))
+        dtype = dtype or result_type(like, value)
+        try:
+            return Tensor._wrap(like._xp.asarray(value, dtype=dtype))
+        except OverflowError:  # e.g. -2 with a uint8 tensor: wraps around, as in PyTorch
+            return Tensor._wrap(like._xp.asarray(np.asarray(value).astype(dtype)))
     if isinstance(value, np.ndarray) or backend.device_of_safe(value) is not None:
         return Tensor._wrap(backend.to_device(value, like.device))
     raise TypeError(f"unsupported operand type {type(value).__name__} (expected a Tensor, an "
                     f"array or a number)")
 
 
-def _promote_for_scalar(t: Tensor, value) -> Tensor:
-    """An integer/bool tensor meeting a float Python scalar becomes the default float dtype."""
-    if t.dtype.kind in "biu" and isinstance(value, numbers.Real) and \
-            not isinstance(value, (numbers.Integral, np.bool_)):
-        return t.to(backend.get_default_dtype())
-    return t
-
-
 def binary_operands(a, b):
-    """Both operands as Tensors on one device; raises a clear error on a device mismatch."""
+    """Both operands as Tensors of one dtype (PyTorch's promotion, see :func:`result_type`) on
+    one device; raises a clear error on a device mismatch."""
     if not isinstance(a, Tensor):
         if not isinstance(b, Tensor):
             raise TypeError("at least one operand must be a Tensor")
-        b = _promote_for_scalar(b, a)
-        a = to_operand(a, b)
+        dtype = result_type(a, b)
+        a = to_operand(a, b, dtype)
     elif not isinstance(b, Tensor):
-        a = _promote_for_scalar(a, b)
-        b = to_operand(b, a)
-    elif type(a.data) is not type(b.data):
-        raise RuntimeError(f"operands are on different devices: {a.device} (shape "
-                           f"{tuple(a.shape)}) and {b.device} (shape {tuple(b.shape)})")
+        dtype = result_type(a, b)
+        b = to_operand(b, a, dtype)
+    else:
+        if type(a.data) is not type(b.data):
+            raise RuntimeError(f"operands are on different devices: {a.device} (shape "
+                               f"{tuple(a.shape)}) and {b.device} (shape {tuple(b.shape)})")
+        if a.data.dtype == b.data.dtype:
+            return a, b
+        dtype = result_type(a, b)
+    if a.data.dtype != dtype:
+        a = a.to(dtype)
+    if b.data.dtype != dtype:
+        b = b.to(dtype)
+    return a, b
+
+
+def broadcast_operands(a, b, name: str):
+    """:func:`binary_operands`, then a :class:`ShapeError` naming ``name`` and both shapes when
+    they do not broadcast together."""
+    a, b = binary_operands(a, b)
+    if a.data.shape != b.data.shape:
+        try:
+            np.broadcast_shapes(a.data.shape, b.data.shape)
+        except ValueError:
+            raise ShapeError(f"{name}: the shapes {tuple(a.shape)} and {tuple(b.shape)} do not "
+                             f"broadcast together") from None
     return a, b
 
 

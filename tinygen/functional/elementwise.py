@@ -14,12 +14,12 @@ import numpy as np
 from ..autograd import Function
 from ..backend import get_array_module
 from ..tensor import Tensor
-from ._util import binary_operands, check_tensor, to_operand
+from ._util import binary_operands, broadcast_operands, check_tensor, result_type, to_operand
 
 __all__ = ["add", "sub", "mul", "div", "neg", "pow", "exp", "log", "log1p", "sqrt", "abs",
            "sign", "tanh", "sigmoid", "relu", "leaky_relu", "softplus", "elu", "clamp",
            "maximum", "minimum", "where", "cast", "to_device", "clone", "eq", "ne", "lt", "le",
-           "gt", "ge", "logical_not", "isfinite", "isnan", "square"]
+           "gt", "ge", "logical_not", "bitwise_not", "isfinite", "isnan", "square"]
 
 
 # -- arithmetic ----------------------------------------------------------------------------------
@@ -94,7 +94,11 @@ class Pow(Function):
 
     def backward(self, g):
         a, b = self.saved_input(0), self.saved_input(1)
-        ga = g * b * a ** (b - 1) if self.needs_input_grad[0] else None
+        ga = None
+        if self.needs_input_grad[0]:
+            # b a^(b-1), taken as 0 where a == b == 0 (PyTorch's value; 0 * 0 ** -1 is nan)
+            both_zero = Tensor._wrap((a.data == 0) & (b.data == 0))
+            ga = g * where(both_zero, 0.0, b * a ** where(both_zero, 1.0, b - 1))
         gb = None
         if self.needs_input_grad[1]:
             zero = a == 0
@@ -105,25 +109,25 @@ class Pow(Function):
 
 def add(a, b) -> Tensor:
     """``a + b`` with broadcasting."""
-    return Add.apply(*binary_operands(a, b))
+    return Add.apply(*broadcast_operands(a, b, "add"))
 
 
 def sub(a, b) -> Tensor:
     """``a - b`` with broadcasting."""
-    return Sub.apply(*binary_operands(a, b))
+    return Sub.apply(*broadcast_operands(a, b, "sub"))
 
 
 def mul(a, b) -> Tensor:
     """``a * b`` with broadcasting."""
-    return Mul.apply(*binary_operands(a, b))
+    return Mul.apply(*broadcast_operands(a, b, "mul"))
 
 
 def div(a, b) -> Tensor:
     """``a / b`` (true division) with broadcasting; integer inputs give a float result."""
-    a, b = binary_operands(a, b)
-    if a.dtype.kind in "biu" and b.dtype.kind in "biu":
+    if result_type(a, b).kind in "biu":  # true division of integers: in the default float
         from ..backend import get_default_dtype
-        a, b = a.to(get_default_dtype()), b.to(get_default_dtype())
+        a, b = (t.to(get_default_dtype()) if isinstance(t, Tensor) else float(t) for t in (a, b))
+    a, b = broadcast_operands(a, b, "div")
     return Div.apply(a, b)
 
 
@@ -139,7 +143,11 @@ def pow(base, exponent) -> Tensor:
             from ..backend import get_default_dtype
             base = base.to(get_default_dtype())
         return PowConst.apply(base, p=exponent)
-    return Pow.apply(*binary_operands(base, exponent))
+    base, exponent = broadcast_operands(base, exponent, "pow")
+    if base.dtype.kind in "biu" and exponent.dtype.kind in "biu":
+        if (exponent.data < 0).any():
+            raise ValueError("pow: integers to negative integer powers are not allowed")
+    return Pow.apply(base, exponent)
 
 
 def square(x) -> Tensor:
@@ -235,10 +243,20 @@ def abs(x) -> Tensor:
     return Abs.apply(check_tensor(x, "input"))
 
 
+class Sign(Function):
+    def forward(self, x):
+        return get_array_module(x).sign(x)
+
+    def backward(self, g):
+        return g * 0.0  # zero almost everywhere, and taken as 0 at x = 0 (as PyTorch)
+
+
 def sign(x) -> Tensor:
-    """Sign of each element (-1, 0, 1); not differentiable (its gradient is zero a.e.)."""
+    """Sign of each element (-1, 0, 1); its gradient is zero (as in PyTorch)."""
     x = check_tensor(x, "input")
-    return Tensor._wrap(np.sign(x.data))
+    if x.dtype.kind == "b":
+        return Tensor._wrap(x.data.copy())
+    return Sign.apply(x)
 
 
 def tanh(x) -> Tensor:
@@ -376,11 +394,11 @@ def clamp(x, min=None, max=None) -> Tensor:
 
 
 def maximum(a, b) -> Tensor:
-    return Maximum.apply(*binary_operands(a, b))
+    return Maximum.apply(*broadcast_operands(a, b, "maximum"))
 
 
 def minimum(a, b) -> Tensor:
-    return Minimum.apply(*binary_operands(a, b))
+    return Minimum.apply(*broadcast_operands(a, b, "minimum"))
 
 
 def where(condition, a, b) -> Tensor:
@@ -392,11 +410,11 @@ def where(condition, a, b) -> Tensor:
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be boolean, got dtype {cond.dtype}")
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
-        like = condition if isinstance(condition, Tensor) else Tensor._wrap(cond)
-        from ..backend import get_default_dtype
-        like = Tensor._wrap(like._xp.zeros((), get_default_dtype()))
-        a, b = to_operand(a, like), to_operand(b, like)
-    a, b = binary_operands(a, b)
+        # two Python numbers: int64 for ints, the default float dtype for floats (as PyTorch)
+        dtype = result_type(a, b)
+        like = Tensor._wrap(get_array_module(cond).zeros((), dtype))
+        a, b = to_operand(a, like, dtype), to_operand(b, like, dtype)
+    a, b = broadcast_operands(a, b, "where")
     return Where.apply(a, b, cond=cond)
 
 
@@ -466,6 +484,14 @@ ge = _compare(np.greater_equal)
 
 def logical_not(x) -> Tensor:
     return Tensor._wrap(np.logical_not(check_tensor(x, "input").data))
+
+
+def bitwise_not(x) -> Tensor:
+    """``~x``: bitwise not of an integer tensor, logical not of a bool tensor (as PyTorch)."""
+    x = check_tensor(x, "input")
+    if x.dtype.kind not in "biu":
+        raise TypeError(f"bitwise_not (~): only integer and bool tensors, got dtype {x.dtype}")
+    return Tensor._wrap(get_array_module(x.data).invert(x.data))
 
 
 def isfinite(x) -> Tensor:

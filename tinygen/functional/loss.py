@@ -222,10 +222,20 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") ->
     raise ValueError(f"nll_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean") -> Tensor:
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0) -> Tensor:
     """Cross-entropy between logits ``input`` (N, C, ...) and integer class targets, or class
-    probabilities of the same shape as ``input``: nll_loss(log_softmax(input, 1), target)."""
+    probabilities of the same shape as ``input``: nll_loss(log_softmax(input, 1), target).
+
+    ``label_smoothing`` = e (Szegedy et al. 2016, as PyTorch) mixes the target with the uniform
+    distribution over the C classes: (1 - e) * loss + e * mean over classes of -w_c log p_c
+    (class-index targets; for "mean", normalized like the nll term), or the probability target
+    t replaced by (1 - e) t + e / C.
+    """
     input = check_tensor(input, "input")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
+                         f"{label_smoothing}")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got "
                          f"{reduction!r}")
@@ -239,13 +249,33 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
             raise ValueError(f"cross_entropy: probability target has shape {tuple(tgt.shape)}, "
                              f"expected the input's shape {tuple(input.shape)}")
         target = target if isinstance(target, Tensor) else Tensor._wrap(tgt)
+        if label_smoothing:
+            target = target * (1.0 - label_smoothing) + label_smoothing / input.shape[class_dim]
         terms = target * logp
         if weight is not None:
             wshape = (-1,) + (1,) * (input.ndim - class_dim - 1)
             terms = terms * check_tensor(weight, "weight").reshape(wshape)
         loss = -terms.sum(class_dim)
         return _reduce(loss, reduction, "cross_entropy")
-    return nll_loss(logp, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+    nll = nll_loss(logp, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+    if not label_smoothing:
+        return nll
+    # the uniform part: -sum_c w_c log p_c per sample, 0 at ignored targets
+    wshape = (-1,) + (1,) * (input.ndim - class_dim - 1)
+    w = None if weight is None else check_tensor(weight, "weight").reshape(wshape).to(logp.dtype)
+    smooth = -(logp if w is None else logp * w).sum(class_dim)
+    keep = Tensor._wrap(tgt != ignore_index)
+    smooth = smooth * keep.to(smooth.dtype)
+    if reduction == "mean":
+        if weight is None:
+            denom = keep.sum()
+        else:
+            wv = check_tensor(weight, "weight").data
+            denom = Tensor._wrap(wv[tgt[tgt != ignore_index]].sum().astype(logp.dtype))
+        smooth = smooth.sum() / denom
+    elif reduction == "sum":
+        smooth = smooth.sum()
+    return nll * (1.0 - label_smoothing) + smooth * (label_smoothing / input.shape[class_dim])
 
 
 def gaussian_nll(input, target, logvar, reduction="mean") -> Tensor:

@@ -4,15 +4,22 @@
 """
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 from ..autograd import Function
+from ..backend import get_array_module
 from ..tensor import Tensor
 from ._util import check_tensor, keepdims_shape, normalize_axis, normalize_dim
 from .shape import BroadcastTo
 
-__all__ = ["sum", "mean", "var", "std", "max", "min", "argmax", "argmin", "logsumexp",
-           "softmax", "log_softmax", "any", "all"]
+__all__ = ["sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin",
+           "logsumexp", "softmax", "log_softmax", "any", "all"]
+
+# ``torch.max(x, dim)`` / ``torch.min(x, dim)`` results: ``values, indices = x.max(1)``
+MaxResult = collections.namedtuple("max", ["values", "indices"])
+MinResult = collections.namedtuple("min", ["values", "indices"])
 
 
 def _count(shape, axes):
@@ -59,6 +66,10 @@ class LogSumExp(Function):
 
     def forward(self, x, axes, keepdim):
         self.in_shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        if x.size == 0:  # log of an empty sum: -inf, as PyTorch
+            shape = keepdims_shape(x.shape, axes) if keepdim else tuple(
+                s for i, s in enumerate(x.shape) if axes is not None and i not in axes)
+            return get_array_module(x).full(shape, -np.inf, dtype=x.dtype)
         m = x.max(axis=axes, keepdims=True)
         m = np.where(np.isfinite(m), m, 0)  # all -inf (or inf) slices: avoid inf - inf
         with np.errstate(divide="ignore"):
@@ -101,7 +112,10 @@ class LogSoftmax(Function):
 
 def _reduce_input(x, dim, name):
     x = check_tensor(x, "input")
-    return x, normalize_axis(dim, x.ndim, name)
+    axes = normalize_axis(dim, x.ndim, name)
+    if x.ndim == 0:
+        axes = None  # a 0-d tensor accepts dim=0 / -1 (as PyTorch) and reduces to itself
+    return x, axes
 
 
 def sum(x, dim=None, keepdim=False) -> Tensor:
@@ -117,7 +131,9 @@ def mean(x, dim=None, keepdim=False) -> Tensor:
     x, axes = _reduce_input(x, dim, "dim")
     if x.dtype.kind != "f":
         raise TypeError(f"mean: input must be floating point, got dtype {x.dtype}")
-    return Sum.apply(x, axes=axes, keepdim=bool(keepdim)) * (1.0 / _count(x.shape, axes))
+    n = _count(x.shape, axes)
+    # an empty reduction: 0 / 0 = nan, as PyTorch
+    return Sum.apply(x, axes=axes, keepdim=bool(keepdim)) * (1.0 / n if n else float("nan"))
 
 
 def var(x, dim=None, keepdim=False, correction: int = 1) -> Tensor:
@@ -133,22 +149,68 @@ def std(x, dim=None, keepdim=False, correction: int = 1) -> Tensor:
     return var(x, dim, keepdim, correction).sqrt()
 
 
-def max(x, dim=None, keepdim=False) -> Tensor:
-    """Largest value over ``dim`` (values only, like ``torch.amax``)."""
-    x, axes = _reduce_input(x, dim, "dim")
+def amax(x, dim=None, keepdim=False) -> Tensor:
+    """Largest value over ``dim`` (None or ``()``: all axes; an int or a tuple); tied maxima
+    share the gradient evenly (as ``torch.amax``)."""
+    x, axes = _reduce_input(x, None if dim == () else dim, "dim")
     return Max.apply(x, axes=axes, keepdim=bool(keepdim), smallest=False)
 
 
-def min(x, dim=None, keepdim=False) -> Tensor:
-    """Smallest value over ``dim`` (values only, like ``torch.amin``)."""
-    x, axes = _reduce_input(x, dim, "dim")
+def amin(x, dim=None, keepdim=False) -> Tensor:
+    """Smallest value over ``dim`` (as ``torch.amin``)."""
+    x, axes = _reduce_input(x, None if dim == () else dim, "dim")
     return Max.apply(x, axes=axes, keepdim=bool(keepdim), smallest=True)
+
+
+def _max_min(x, dim, keepdim, smallest):
+    name = "min" if smallest else "max"
+    if isinstance(dim, Tensor):  # torch.max(a, b): the elementwise maximum
+        from .elementwise import maximum, minimum
+        return minimum(x, dim) if smallest else maximum(x, dim)
+    x = check_tensor(x, "input")
+    if dim is None:
+        return Max.apply(x, axes=None, keepdim=False, smallest=smallest)
+    if not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{name}: dim must be an int (got {dim!r}); use amax/amin for several "
+                        f"dims")
+    result = MinResult if smallest else MaxResult
+    if x.ndim == 0:
+        normalize_dim(dim, 0)
+        from .elementwise import clone
+        return result(clone(x), Tensor._wrap(x._xp.asarray(0, dtype=np.int64)))
+    d = normalize_dim(dim, x.ndim)
+    if x.shape[d] == 0:
+        raise IndexError(f"{name}(): dim {dim} of the tensor (shape {tuple(x.shape)}) is empty")
+    xp = x._xp
+    idx = (x.data.argmin if smallest else x.data.argmax)(axis=d, keepdims=True)
+    # values = x[i_0, ..., idx, ..., i_n] (the gradient goes to the chosen element, as PyTorch)
+    index = tuple(idx if i == d else xp.arange(n).reshape((n,) + (1,) * (x.ndim - 1 - i))
+                  for i, n in enumerate(x.shape))
+    from .shape import getitem, squeeze
+    values = getitem(x, index)
+    indices = Tensor._wrap(idx.astype(np.int64, copy=False))
+    if not keepdim:
+        values, indices = squeeze(values, d), squeeze(indices, d)
+    return result(values, indices)
+
+
+def max(x, dim=None, keepdim=False):
+    """PyTorch's ``max``: ``max(x)`` is the largest value (tied maxima share the gradient);
+    ``max(x, dim)`` is the pair ``(values, indices)`` along ``dim`` (the gradient goes to the
+    element at ``indices``); ``max(x, other)`` is :func:`maximum`."""
+    return _max_min(x, dim, keepdim, smallest=False)
+
+
+def min(x, dim=None, keepdim=False):
+    """PyTorch's ``min``: the smallest value, ``(values, indices)`` along ``dim``, or
+    :func:`minimum` of two tensors (see :func:`max`)."""
+    return _max_min(x, dim, keepdim, smallest=True)
 
 
 def argmax(x, dim=None, keepdim=False) -> Tensor:
     """Index of the largest value (over the flattened tensor when ``dim`` is None); int64."""
     x = check_tensor(x, "input")
-    if dim is None:
+    if dim is None or x.ndim == 0:
         return Tensor._wrap(x.data.argmax().astype(np.int64))
     return Tensor._wrap(x.data.argmax(axis=normalize_dim(dim, x.ndim),
                                       keepdims=keepdim).astype(np.int64))
@@ -157,7 +219,7 @@ def argmax(x, dim=None, keepdim=False) -> Tensor:
 def argmin(x, dim=None, keepdim=False) -> Tensor:
     """Index of the smallest value; int64."""
     x = check_tensor(x, "input")
-    if dim is None:
+    if dim is None or x.ndim == 0:
         return Tensor._wrap(x.data.argmin().astype(np.int64))
     return Tensor._wrap(x.data.argmin(axis=normalize_dim(dim, x.ndim),
                                       keepdims=keepdim).astype(np.int64))

@@ -8,11 +8,11 @@ import numpy as np
 from ..autograd import Function
 from ..backend import get_array_module
 from ..tensor import Tensor
-from ._util import check_tensor, normalize_axis, normalize_dim
+from ._util import ShapeError, check_tensor, normalize_axis, normalize_dim
 
-__all__ = ["reshape", "transpose", "permute", "flatten", "unflatten", "squeeze", "unsqueeze",
+__all__ = ["reshape", "view", "transpose", "permute", "flatten", "unflatten", "squeeze", "unsqueeze",
            "expand", "broadcast_to", "sum_to", "cat", "concatenate", "stack", "split", "chunk",
-           "pad", "flip", "getitem", "index_add_scatter"]
+           "pad", "flip", "getitem", "index_add_scatter", "embedding"]
 
 
 class Reshape(Function):
@@ -137,11 +137,50 @@ class IndexAddScatter(Function):
         return cls.apply(g, index=self.index, basic=self.basic)
 
 
+def _is_advanced(item) -> bool:
+    return isinstance(item, (bool, np.bool_)) or \
+        not isinstance(item, (slice, type(None), type(Ellipsis), numbers.Integral))
+
+
+def _split_mixed_index(index):
+    """PyTorch applies integer indices (a select) before array indices; NumPy treats an integer
+    next to an array as one more array index, which moves the result's axes (``x[1, :, idx]``
+    is ``(len(idx), C)`` in NumPy but ``(C, len(idx))`` in PyTorch). For an index with both, the
+    two steps PyTorch takes: the basic part (ints, slices, None, ...) then the array part on the
+    result. None when the index has not both."""
+    if not isinstance(index, tuple):
+        return None
+    has_int = any(isinstance(i, numbers.Integral) and not isinstance(i, (bool, np.bool_))
+                  for i in index)
+    if not has_int or not any(_is_advanced(i) for i in index):
+        return None
+    basic, advanced = [], []
+    for item in index:
+        if _is_advanced(item):
+            arr = item if hasattr(item, "dtype") else np.asarray(item)
+            width = arr.ndim if arr.dtype == np.bool_ else 1  # a mask covers its ndim axes
+            basic.extend([slice(None)] * width)
+            advanced.append(item)
+        elif isinstance(item, numbers.Integral):
+            basic.append(item)                 # selected away: no axis left for step two
+        elif item is Ellipsis:
+            basic.append(item)
+            advanced.append(item)
+        else:                                  # a slice or None: done in step one
+            basic.append(item)
+            advanced.append(slice(None))
+    return tuple(basic), tuple(advanced)
+
+
 def getitem(x, index) -> Tensor:
-    """``x[index]`` with NumPy semantics: basic slicing (a view) and integer/boolean arrays
-    (a copy; the backward scatters with accumulation, so repeated indices add up)."""
+    """``x[index]`` with PyTorch semantics: basic slicing (a view) and integer/boolean arrays
+    (a copy; the backward scatters with accumulation, so repeated indices add up). Integers are
+    applied before arrays, as PyTorch does (see :func:`_split_mixed_index`)."""
     x = check_tensor(x, "input")
     index = _index_arrays(index)
+    steps = _split_mixed_index(index)
+    if steps is not None:
+        return getitem(getitem(x, steps[0]), steps[1])
     basic = _is_basic_index(index)
     try:
         return (BasicGetItem if basic else GetItem).apply(x, index=index, basic=basic)
@@ -164,11 +203,26 @@ def reshape(x, shape) -> Tensor:
     known = int(np.prod([s for s in shape if s != -1])) if shape else 1
     if shape.count(-1) > 1 or (shape.count(-1) == 0 and known != x.data.size) or \
             (shape.count(-1) == 1 and (known == 0 or x.data.size % known)):
-        raise ValueError(f"reshape: cannot view a tensor of shape {tuple(x.shape)} "
+        raise ShapeError(f"reshape: cannot view a tensor of shape {tuple(x.shape)} "
                          f"({x.data.size} elements) as shape {shape}")
     if shape == x.shape:
         return x
     return Reshape.apply(x, shape=shape)
+
+
+def view(x, shape) -> Tensor:
+    """PyTorch's ``view``: :func:`reshape` that refuses to copy. A non-contiguous tensor (a
+    transpose, a strided slice) may have no view of the new shape; then writes through the result
+    would be lost, so this raises (use ``reshape``, which copies, or ``contiguous()`` first)."""
+    x = check_tensor(x, "input")
+    out = reshape(x, shape)
+    if out is not x and out.data.size and not get_array_module(x.data).may_share_memory(
+            out.data, x.data):
+        strides = tuple(st // x.data.itemsize for st in x.data.strides)
+        raise RuntimeError(f"view: the tensor of shape {tuple(x.shape)} and strides "
+                           f"{strides} (elements) has no view of shape {tuple(out.shape)} without a "
+                           f"copy; use .reshape(...) instead (or .contiguous().view(...))")
+    return out
 
 
 def permute(x, dims) -> Tensor:
@@ -186,6 +240,8 @@ def transpose(x, dim0, dim1) -> Tensor:
     x = check_tensor(x, "input")
     axes = list(range(x.ndim))
     d0, d1 = normalize_dim(dim0, x.ndim), normalize_dim(dim1, x.ndim)
+    if x.ndim == 0:  # dim 0 / -1 of a 0-d tensor (as PyTorch): nothing to swap
+        return Permute.apply(x, axes=())
     axes[d0], axes[d1] = axes[d1], axes[d0]
     return Permute.apply(x, axes=tuple(axes))
 
@@ -222,7 +278,7 @@ def squeeze(x, dim=None) -> Tensor:
     if dim is None:
         axes = tuple(i for i, s in enumerate(x.shape) if s == 1)
     else:
-        axes = tuple(a for a in normalize_axis(dim, x.ndim) if x.shape[a] == 1)
+        axes = tuple(a for a in normalize_axis(dim, x.ndim) if x.ndim and x.shape[a] == 1)
     return reshape(x, tuple(s for i, s in enumerate(x.shape) if i not in axes))
 
 
@@ -241,7 +297,7 @@ def broadcast_to(x, shape) -> Tensor:
         return x
     lead = len(shape) - x.ndim
     if lead < 0 or any(s != 1 and s != shape[lead + i] for i, s in enumerate(x.shape)):
-        raise ValueError(f"broadcast_to: shape {tuple(x.shape)} cannot be broadcast to "
+        raise ShapeError(f"broadcast_to: shape {tuple(x.shape)} cannot be broadcast to "
                          f"{shape}")
     return BroadcastTo.apply(x, shape=shape)
 
@@ -252,7 +308,7 @@ def expand(x, shape) -> Tensor:
     shape = tuple(shape)
     lead = len(shape) - x.ndim
     if lead < 0:
-        raise ValueError(f"expand: shape {shape} has fewer axes than the tensor "
+        raise ShapeError(f"expand: shape {shape} has fewer axes than the tensor "
                          f"{tuple(x.shape)}")
     full = tuple(x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(shape))
     return broadcast_to(x, full)
@@ -294,7 +350,7 @@ def cat(tensors, dim=0) -> Tensor:
     for i, t in enumerate(tensors):
         if t.ndim != ref.ndim or any(a != b for j, (a, b) in enumerate(zip(t.shape, ref.shape))
                                      if j != d):
-            raise ValueError(f"cat: tensors[{i}] has shape {tuple(t.shape)} but tensors[0] has "
+            raise ShapeError(f"cat: tensors[{i}] has shape {tuple(t.shape)} but tensors[0] has "
                              f"{tuple(ref.shape)}; all axes but dim={dim} must match")
         if t.device != ref.device:
             raise RuntimeError(f"cat: tensors[{i}] is on {t.device}, tensors[0] on {ref.device}")
@@ -312,7 +368,7 @@ def stack(tensors, dim=0) -> Tensor:
     for i, t in enumerate(tensors):
         check_tensor(t, f"tensors[{i}]")
         if t.shape != tensors[0].shape:
-            raise ValueError(f"stack: tensors[{i}] has shape {tuple(t.shape)} but tensors[0] has "
+            raise ShapeError(f"stack: tensors[{i}] has shape {tuple(t.shape)} but tensors[0] has "
                              f"{tuple(tensors[0].shape)}")
     d = normalize_dim(dim, tensors[0].ndim + 1)
     return cat([unsqueeze(t, d) for t in tensors], d)
@@ -407,3 +463,25 @@ def flip(x, dims) -> Tensor:
     """Reverse the order of elements along ``dims``."""
     x = check_tensor(x, "input")
     return Flip.apply(x, axes=normalize_axis(dims, x.ndim, "dims"))
+
+
+def embedding(input, weight, padding_idx=None) -> Tensor:
+    """Rows of ``weight`` (num_embeddings, D) picked by the integer tensor ``input`` (any shape):
+    output ``input.shape + (D,)`` (PyTorch's ``F.embedding``). The gradient of a row adds up over
+    its uses; the row ``padding_idx`` gets none."""
+    input, weight = check_tensor(input, "input"), check_tensor(weight, "weight")
+    if input.dtype.kind not in "iu":
+        raise TypeError(f"embedding: input must hold integer indices, got dtype {input.dtype}")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must have shape (num_embeddings, embedding_dim), "
+                         f"got {tuple(weight.shape)}")
+    n = weight.shape[0]
+    if input.data.size and (int(input.data.min()) < -n or int(input.data.max()) >= n):
+        raise IndexError(f"embedding: indices must be in [0, {n}), got values in "
+                         f"[{int(input.data.min())}, {int(input.data.max())}]")
+    out = getitem(weight, input)                                         # input.shape + (D,)
+    if padding_idx is not None and weight.requires_grad:
+        from .elementwise import where
+        keep = Tensor._wrap((input.data != padding_idx % n)[..., None])
+        out = where(keep, out, out.detach())
+    return out

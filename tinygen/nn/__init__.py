@@ -15,15 +15,17 @@ from .attention import MultiheadAttention
 from .normalization import GroupNorm, LayerNorm
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample
 from .module import Module, Parameter
-from .ema import EMA
-from .rnn import LSTM, LSTMCell
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .layers import Dropout2d
+from .sparse import Embedding
+from . import functional  # noqa: E402  (tinygen.nn.functional is tinygen.functional)
 
 __all__ = ["Module", "Parameter", "init", "utils", "Conv1d", "Conv2d", "ConvTranspose1d",
            "ConvTranspose2d", "ELU", "BatchNorm1d", "BatchNorm2d", "BCELoss",
            "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "Flatten", "GaussianNLLLoss",
            "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax", "ModuleDict", "ModuleList",
            "MSELoss", "NLLLoss", "ReLU", "Sequential", "Sigmoid", "Softmax", "Softplus", "Tanh",
-           "Unflatten", "LSTM", "LSTMCell", "MaskedConv2d"]
+           "Unflatten", "LSTM", "LSTMCell", "MaskedConv2d", "GRU", "GRUCell", "RNN", "RNNCell",
+           "Dropout2d", "Embedding", "functional"]
 __all__ += _activation + ["MultiheadAttention", "GroupNorm", "LayerNorm", "AdaptiveAvgPool2d",
                           "AvgPool2d", "MaxPool2d", "Upsample"]
-__all__ += ["EMA"]

@@ -352,6 +352,23 @@ class Dropout(Module):
         return f"p={self.p}, inplace=False"
 
 
+class Dropout2d(Dropout):
+    """Channel dropout (PyTorch's ``nn.Dropout2d``): in training, zero each whole channel of an
+    (N, C, H, W) or (C, H, W) input with probability ``p`` and scale the rest by 1/(1-p)."""
+
+    def forward(self, input):
+        if input.ndim not in (3, 4):
+            raise ValueError(f"Dropout2d: input must have shape (N, C, H, W) or (C, H, W), got "
+                             f"{tuple(input.shape)}")
+        if not self.training or self.p == 0.0:
+            return input
+        from ..tensor import ones
+        mask_shape = input.shape[:-2] + (1, 1)                           # one draw per channel
+        mask = F.dropout(ones(mask_shape, dtype=input.dtype, device=input.device), self.p, True,
+                         generator=self.generator)
+        return input * mask
+
+
 class _BatchNorm(Module):
     """Shared code of BatchNorm1d/2d; subclasses set the accepted input ranks."""
 
@@ -502,13 +519,16 @@ class BCEWithLogitsLoss(_Loss):
 class CrossEntropyLoss(_Loss):
     """Cross-entropy of logits (N, C, ...) against class indices or class probabilities."""
 
-    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0):
         super().__init__(reduction)
         self._register_optional("weight", weight)
         self.ignore_index = ignore_index
+        self.label_smoothing = float(label_smoothing)
 
     def forward(self, input, target):
-        return F.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction)
+        return F.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction,
+                               self.label_smoothing)
 
 
 class NLLLoss(_Loss):
