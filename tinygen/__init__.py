@@ -22,6 +22,9 @@ from .functional import (ceil, cos, cumprod, cumsum, einsum, erf, exp2, floor, g
                          index_select, isclose, isinf, lerp, log2, log10, logaddexp, masked_fill,
                          round, rsqrt, scatter, scatter_add, sin, tril, triu, trunc)
 from .functional import logcumsumexp, prod
+from .functional import (argsort, diag, diagonal, div, floor_divide, logical_not, meshgrid,
+                         remainder, repeat_interleave, roll, sort, std_mean, topk, unflatten,
+                         var_mean)
 from .functional import amax, amin  # noqa: E402
 from .tensor import Size, device  # noqa: E402
 from . import backends, cuda  # noqa: E402

@@ -369,7 +369,16 @@ class Tensor:
         return F.sub(self, other if alpha == 1 else _scaled(other, alpha))
 
     mul = __mul__
-    div = __truediv__
+    def div(self, other, *, rounding_mode=None):
+        """``self / other``; ``rounding_mode="trunc"`` / ``"floor"`` rounds the quotient."""
+        return F.div(self, other, rounding_mode=rounding_mode)
+
+    def __floordiv__(self, other): return F.floor_divide(self, other)
+    def __rfloordiv__(self, other): return F.floor_divide(other, self)
+    def __mod__(self, other): return F.remainder(self, other)
+    def __rmod__(self, other): return F.remainder(other, self)
+    def floor_divide(self, other): return F.floor_divide(self, other)
+    def remainder(self, other): return F.remainder(self, other)
     matmul = __matmul__
     neg = __neg__
 
@@ -508,6 +517,26 @@ class Tensor:
     def isinf(self): return F.isinf(self)
     def isclose(self, other, rtol=1e-5, atol=1e-8, equal_nan=False):
         return F.isclose(self, other, rtol, atol, equal_nan)
+
+    # tensor utilities (tinygen.functional.utility)
+    def repeat(self, *sizes): return F.repeat(self, *sizes)
+    def roll(self, shifts, dims=None): return F.roll(self, shifts, dims)
+    def diag(self, diagonal=0): return F.diag(self, diagonal)
+    def diagonal(self, offset=0, dim1=0, dim2=1): return F.diagonal(self, offset, dim1, dim2)
+    def logical_not(self): return F.logical_not(self)
+    def unflatten(self, dim, sizes): return F.unflatten(self, dim, sizes)
+
+    def repeat_interleave(self, repeats, dim=None, *, output_size=None):
+        return F.repeat_interleave(self, repeats, dim, output_size=output_size)
+
+    def sort(self, dim=-1, descending=False, stable=False):
+        return F.sort(self, dim, descending, stable)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return F.argsort(self, dim, descending, stable)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        return F.topk(self, k, dim, largest, sorted)
 
     # -- in-place ops (refused on tensors that require grad while grad mode is on) --------------
     def _check_inplace(self, name, other=None):

@@ -13,6 +13,7 @@ One :class:`~tinygen.autograd.Function` per primitive, forward and backward side
 * :mod:`.pointwise`, :mod:`.activation` -- sin/cos/erf, logs and powers, rounding; SiLU, GELU, ...
 * :mod:`.indexing`    -- gather/scatter, masked_fill, one_hot, cumsum/cumprod, tril/triu
 * :mod:`.normalization`, :mod:`.pooling`, :mod:`.padding`, :mod:`.attention`, :mod:`.einsum`
+* :mod:`.utility`     -- repeat, roll, sort/topk, diag/diagonal, meshgrid, var_mean, // and %
 """
 from .activation import *  # noqa: F401,F403
 from .activation import __all__ as _act
@@ -30,6 +31,8 @@ from .pointwise import *  # noqa: F401,F403
 from .pointwise import __all__ as _pw
 from .pooling import *  # noqa: F401,F403
 from .pooling import __all__ as _pl
+from .utility import *  # noqa: F401,F403
+from .utility import __all__ as _ut
 from .coupling import *  # noqa: F401,F403
 from .coupling import __all__ as _cp
 from .elementwise import *  # noqa: F401,F403
@@ -47,4 +50,4 @@ from .shape import __all__ as _s
 from .shape import _index_arrays, _split_mixed_index  # noqa: F401  (Tensor.__setitem__)
 
 __all__ = _c + _cp + _e + _l + _o + _r + _s + _lstm
-__all__ += _act + _att + _es + _ix + _nm + _pw + _pl
+__all__ += _act + _att + _es + _ix + _nm + _pw + _pl + _ut

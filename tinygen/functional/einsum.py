@@ -3,7 +3,7 @@ the implicit output of the letters that occur once, in alphabetical order).
 
 The equation is first reduced to a canonical form in which every operand's letters are distinct
 and every letter has one size: ``...`` becomes letters of its own, a letter repeated within one
-operand (``"ii->i"``) becomes a diagonal (taken with a differentiable index), and size-1 axes
+operand (``"ii->i"``) becomes a diagonal (:func:`.utility.diagonal`), and size-1 axes
 broadcast against other operands are expanded. One :class:`Einsum` primitive then runs the
 canonical equation; the gradient of operand i is again an einsum of the output's gradient with the
 other operands, expanded over letters that only operand i has -- so gradients of any order work.
@@ -18,7 +18,8 @@ from ..autograd import Function
 from ..backend import get_array_module
 from ..tensor import Tensor
 from ._util import check_tensor
-from .shape import broadcast_to, getitem, permute
+from .shape import broadcast_to
+from .utility import _diagonal
 
 __all__ = ["einsum"]
 
@@ -54,17 +55,15 @@ class Einsum(Function):
 def _take_diagonal(t, sub, letter):
     """Operand ``t`` with the axes labelled ``letter`` (two or more) merged into one (its
     diagonal), as the last axis; returns (tensor, new subscripts)."""
-    first = [k for k, c in enumerate(sub) if c == letter]
-    rest = [k for k, c in enumerate(sub) if c != letter]
-    n = t.shape[first[0]]
-    if any(t.shape[k] != n for k in first):
-        raise ValueError(f"einsum: the axes labelled {letter!r} have different sizes "
-                         f"{[t.shape[k] for k in first]}")
-    moved = permute(t, rest + first)                                # (..., n, n, ...)
-    flat = moved.reshape(moved.shape[:len(rest)] + (n ** len(first),))
-    step = sum(n ** p for p in range(len(first)))                   # flat index of (i, i, ...)
-    diag = getitem(flat, (Ellipsis, t._xp.arange(n) * step))
-    return diag, "".join(sub[k] for k in rest) + letter
+    sizes = [n for c, n in zip(sub, t.shape) if c == letter]
+    if len(set(sizes)) > 1:
+        raise ValueError(f"einsum: the axes labelled {letter!r} have different sizes {sizes}")
+    while sub.count(letter) > 1:
+        first = sub.index(letter)
+        second = sub.index(letter, first + 1)
+        t = _diagonal(t, 0, first, second)                 # the pair becomes one last axis
+        sub = "".join(c for k, c in enumerate(sub) if k not in (first, second)) + letter
+    return t, sub
 
 
 def einsum(equation: str, *operands) -> Tensor:

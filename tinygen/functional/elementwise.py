@@ -122,8 +122,12 @@ def mul(a, b) -> Tensor:
     return Mul.apply(*broadcast_operands(a, b, "mul"))
 
 
-def div(a, b) -> Tensor:
-    """``a / b`` (true division) with broadcasting; integer inputs give a float result."""
+def div(a, b, *, rounding_mode=None) -> Tensor:
+    """``a / b`` (true division) with broadcasting; integer inputs give a float result.
+    ``rounding_mode="trunc"`` / ``"floor"`` rounds the quotient (see :mod:`.utility`)."""
+    if rounding_mode is not None:
+        from .utility import divide_rounded
+        return divide_rounded(a, b, rounding_mode)
     if result_type(a, b).kind in "biu":  # true division of integers: in the default float
         from ..backend import get_default_dtype
         a, b = (t.to(get_default_dtype()) if isinstance(t, Tensor) else float(t) for t in (a, b))
