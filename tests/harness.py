@@ -59,6 +59,7 @@ never tie, one small grid ties often).
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 from hypothesis import strategies as st
@@ -71,7 +72,26 @@ try:
 except ImportError:  # pragma: no cover - the torch-free CI leg
     torch = None
 
-__all__ = ["check_op", "numeric_grad", "numeric_jacobian", "directional_check", "assert_close",
+#: The device every op under test runs on: ``"cpu"``, or ``"cuda"`` when the run sets
+#: ``TINYGEN_TEST_DEVICE=cuda-emu`` (the stand-in cupy and the CPU emulator of the .cu kernels,
+#: ``make test-gpu-emu``) or ``TINYGEN_TEST_DEVICE=cuda`` (a real GPU). The reference, the finite
+#: differences and the PyTorch oracle stay on the host; on "cuda" the op's float64 results are
+#: thereby checked against CPU float64 results.
+DEVICE = "cuda" if os.environ.get("TINYGEN_TEST_DEVICE", "cpu") in ("cuda", "cuda-emu") else "cpu"
+
+
+def _tensor(data, **kwargs):
+    """A tensor on :data:`DEVICE` (host data are copied there)."""
+    return tinygen.tensor(data, device=DEVICE, **kwargs)
+
+
+def _host(t):
+    """A tensor's data as a NumPy array (copied from the device when needed)."""
+    return tinygen.backend.to_numpy(t.data)
+
+
+__all__ = ["DEVICE", "check_op", "numeric_grad", "numeric_jacobian", "directional_check",
+           "assert_close",
            "sum_to_shape", "shapes", "arrays", "broadcastable_pair", "broadcastable_shapes", "axes",
            "distinct_arrays", "grid_arrays", "torch"]
 
@@ -154,8 +174,8 @@ def grid_arrays(shape, step=0.25, offset=0.0, low=-12, high=12):
 def _forward64(fn, arrays_):
     """fn on fresh float64 tensors with grad mode off, as a float64 array."""
     with tinygen.no_grad():
-        out = fn(*[tinygen.tensor(a) for a in arrays_])
-    return np.asarray(out.numpy(), dtype=np.float64)
+        out = fn(*[_tensor(a) for a in arrays_])
+    return np.asarray(_host(out), dtype=np.float64)
 
 
 def numeric_jacobian(fn, arrays_, wrt, eps=1e-6):
@@ -248,12 +268,12 @@ def check_op(fn, inputs, *, reference=None, torch_fn=None, wrt=None, second_orde
     originals = [a.copy() for a in inputs]
 
     def leaves(dtype=np.float64, grad=True):
-        return [tinygen.tensor(a.astype(dtype), requires_grad=grad and i in wrt)
+        return [_tensor(a.astype(dtype), requires_grad=grad and i in wrt)
                 for i, a in enumerate(inputs)]
 
     def check_unmutated(ts, when):  # 4.
         for i, (t, o) in enumerate(zip(ts, originals)):
-            np.testing.assert_array_equal(np.asarray(t.numpy(), dtype=np.float64),
+            np.testing.assert_array_equal(np.asarray(_host(t), dtype=np.float64),
                                           o.astype(t.dtype).astype(np.float64),
                                           err_msg=f"{when} mutated input {i}")
 
@@ -262,7 +282,7 @@ def check_op(fn, inputs, *, reference=None, torch_fn=None, wrt=None, second_orde
     out = fn(*tensors)
     assert isinstance(out, tinygen.Tensor), f"the op returned {type(out).__name__}, not a Tensor"
     assert out.dtype == np.float64, f"float64 inputs gave a {out.dtype} output"
-    y = np.array(out.numpy(), dtype=np.float64)
+    y = np.array(_host(out), dtype=np.float64)
     check_unmutated(tensors, "the forward")
     if reference is not None:
         ref = np.asarray(reference(*[a.copy() for a in inputs]), dtype=np.float64)
@@ -276,7 +296,7 @@ def check_op(fn, inputs, *, reference=None, torch_fn=None, wrt=None, second_orde
     # 2. first order
     u = rng.standard_normal(y.shape)
     wrt_tensors = [tensors[i] for i in wrt]
-    raw = tinygen.grad(out, wrt_tensors, grad_outputs=tinygen.tensor(u), retain_graph=True,
+    raw = tinygen.grad(out, wrt_tensors, grad_outputs=_tensor(u), retain_graph=True,
                        allow_unused=True)
     grads = []
     for i, g in zip(wrt, raw):  # 5.
@@ -287,7 +307,7 @@ def check_op(fn, inputs, *, reference=None, torch_fn=None, wrt=None, second_orde
                                            f"{inputs[i].shape}"
         assert g.dtype == np.float64, f"gradient {i} has dtype {g.dtype}, input float64"
         assert not g.requires_grad, f"gradient {i} requires grad without create_graph"
-        grads.append(np.array(g.numpy()))
+        grads.append(np.array(_host(g)))
     check_unmutated(tensors, "the backward")
 
     vs = {i: rng.standard_normal(inputs[i].shape) for i in wrt}
@@ -310,10 +330,10 @@ def check_op(fn, inputs, *, reference=None, torch_fn=None, wrt=None, second_orde
             for j in range(y.size):
                 e = np.zeros(y.size)
                 e[j] = 1.0
-                gs = tinygen.grad(out, wrt_tensors, grad_outputs=tinygen.tensor(e.reshape(y.shape)),
+                gs = tinygen.grad(out, wrt_tensors, grad_outputs=_tensor(e.reshape(y.shape)),
                                   retain_graph=True, allow_unused=True)
                 rows.append(np.concatenate([
-                    (np.zeros(inputs[i].size) if g is None else g.numpy().reshape(-1))
+                    (np.zeros(inputs[i].size) if g is None else _host(g).reshape(-1))
                     for i, g in zip(wrt, gs)]))
             assert_close(np.stack(rows), jac_num, fd_rtol, atol1,
                          "Jacobian vs central differences (rows: outputs, columns: inputs)")
@@ -329,19 +349,19 @@ def check_op(fn, inputs, *, reference=None, torch_fn=None, wrt=None, second_orde
         ws = {i: rng.standard_normal(inputs[i].shape) for i in wrt}
 
         def first_order_dot(arrays_):
-            ts = [tinygen.tensor(a, requires_grad=(i in wrt)) for i, a in enumerate(arrays_)]
-            gs = tinygen.grad(fn(*ts), [ts[i] for i in wrt], grad_outputs=tinygen.tensor(u),
+            ts = [_tensor(a, requires_grad=(i in wrt)) for i, a in enumerate(arrays_)]
+            gs = tinygen.grad(fn(*ts), [ts[i] for i in wrt], grad_outputs=_tensor(u),
                               allow_unused=True)
-            return sum(float(np.sum(g.numpy() * ws[i])) for i, g in zip(wrt, gs)
+            return sum(float(np.sum(_host(g) * ws[i])) for i, g in zip(wrt, gs)
                        if g is not None)
 
         ts = leaves()
-        gs = tinygen.grad(fn(*ts), [ts[i] for i in wrt], grad_outputs=tinygen.tensor(u),
+        gs = tinygen.grad(fn(*ts), [ts[i] for i in wrt], grad_outputs=_tensor(u),
                           create_graph=True, allow_unused=True)
         s = None
         for i, g in zip(wrt, gs):
             if g is not None and g.requires_grad:
-                term = (g * tinygen.tensor(ws[i])).sum()
+                term = (g * _tensor(ws[i])).sum()
                 s = term if s is None else s + term
         hs = [np.zeros_like(inputs[i]) for i in wrt]
         if s is not None:
@@ -349,7 +369,7 @@ def check_op(fn, inputs, *, reference=None, torch_fn=None, wrt=None, second_orde
                 if h is not None:
                     assert h.shape == inputs[wrt[k]].shape and h.dtype == np.float64, \
                         f"second-order gradient {wrt[k]}: shape {h.shape}, dtype {h.dtype}"
-                    hs[k] = np.array(h.numpy())
+                    hs[k] = np.array(_host(h))
         check_unmutated(ts, "the double backward")
         analytic2 = sum(float(np.sum(h * vs[i])) for i, h in zip(wrt, hs))
         numeric2 = (first_order_dot(shifted(fd_eps)) - first_order_dot(shifted(-fd_eps))) / \
@@ -375,17 +395,17 @@ def check_op(fn, inputs, *, reference=None, torch_fn=None, wrt=None, second_orde
             ours = fn(*ours_ts)
             assert tuple(tout.shape) == ours.shape, \
                 f"output shape {ours.shape} != torch's {tuple(tout.shape)}"
-            assert_close(ours.numpy(), tout.detach().numpy(), rtol, rtol * (1.0 + _magnitude(y)),
+            assert_close(_host(ours), tout.detach().numpy(), rtol, rtol * (1.0 + _magnitude(y)),
                          f"forward vs torch ({name})")
             uu = u.astype(dtype)
             need2 = dtype == np.float64 and second_order and torch_second_order
             tgrads = torch.autograd.grad(tout, [tts[i] for i in wrt], grad_outputs=torch.tensor(uu),
                                          allow_unused=True, create_graph=bool(need2))
             ograds = tinygen.grad(ours, [ours_ts[i] for i in wrt],
-                                  grad_outputs=tinygen.tensor(uu), allow_unused=True)
+                                  grad_outputs=_tensor(uu), allow_unused=True)
             for i, tg, og in zip(wrt, tgrads, ograds):
                 tgn = np.zeros(inputs[i].shape) if tg is None else tg.detach().numpy(force=True)
-                ogn = np.zeros(inputs[i].shape) if og is None else og.numpy()
+                ogn = np.zeros(inputs[i].shape) if og is None else _host(og)
                 assert_close(ogn, tgn, rtol, rtol * (1.0 + _magnitude(tgn)),
                              f"gradient of input {i} vs torch ({name})")
             if need2:
@@ -404,16 +424,16 @@ def check_op(fn, inputs, *, reference=None, torch_fn=None, wrt=None, second_orde
         ts32 = leaves(np.float32)
         out32 = fn(*ts32)
         assert out32.dtype == np.float32, f"float32 inputs gave a {out32.dtype} output"
-        assert_close(out32.numpy(), y, f32_rtol, f32_atol * (1.0 + _magnitude(y)),
+        assert_close(_host(out32), y, f32_rtol, f32_atol * (1.0 + _magnitude(y)),
                      "float32 forward vs float64")
         gs32 = tinygen.grad(out32, [ts32[i] for i in wrt],
-                            grad_outputs=tinygen.tensor(u.astype(np.float32)), allow_unused=True)
+                            grad_outputs=_tensor(u.astype(np.float32)), allow_unused=True)
         for i, g, g64 in zip(wrt, gs32, grads):
             if g is None:
                 continue
             assert g.dtype == np.float32, f"float32 gradient {i} has dtype {g.dtype}"
             assert g.shape == inputs[i].shape, f"float32 gradient {i} has shape {g.shape}"
-            assert_close(g.numpy(), g64, f32_grad_rtol, f32_grad_rtol * (1.0 + _magnitude(g64)),
+            assert_close(_host(g), g64, f32_grad_rtol, f32_grad_rtol * (1.0 + _magnitude(g64)),
                          f"float32 gradient of input {i} vs float64")
         check_unmutated(ts32, "the float32 run")
     return y

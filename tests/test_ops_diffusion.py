@@ -13,7 +13,7 @@ from hypothesis import given, strategies as st
 import tinygen
 from tinygen import functional as F
 from tinygen import nn
-from harness import arrays, check_op, distinct_arrays, shapes, torch
+from harness import DEVICE, arrays, check_op, distinct_arrays, shapes, torch
 
 T = torch
 TF = torch.nn.functional if torch is not None else None
@@ -325,13 +325,17 @@ def test_multihead_attention_matches_torch_and_gradchecks(batch_first, mask):
     pad_mask[1, -1] = True
     kw = {}
     if mask == "causal":
-        kw = {"attn_mask": tinygen.tensor(np.triu(np.ones((big_l, big_l), dtype=bool), 1))}
+        kw = {"attn_mask": tinygen.tensor(np.triu(np.ones((big_l, big_l), dtype=bool), 1),
+                                          device=DEVICE)}
     elif mask == "padding":
-        kw = {"key_padding_mask": tinygen.tensor(pad_mask)}
+        kw = {"key_padding_mask": tinygen.tensor(pad_mask, device=DEVICE)}
 
     def fn(t):
         return mha(t, t, t, **kw)[0]
+    mha.to(DEVICE)
     check_op(fn, [x], float32=False, second_order=True, so_rtol=1e-4)
+    mha.to("cpu")
+    kw = {k: v.cpu() for k, v in kw.items()}
     if torch is None:
         return
     tm = torch.nn.MultiheadAttention(e, h, batch_first=batch_first, dtype=torch.float64)
@@ -397,7 +401,7 @@ def test_masked_fill(data, value):
                                     max_size=int(np.prod(mshape))))).reshape(mshape)
     ref = np.where(m, value, x)
     fd = not math.isinf(value)   # an infinite output makes finite differences meaningless
-    out = check_op(lambda t: t.masked_fill(tinygen.tensor(m), value), [x],
+    out = check_op(lambda t: t.masked_fill(tinygen.tensor(m, device=t.device), value), [x],
                    reference=lambda a: np.where(m, value, a), second_order="zero" if fd else False,
                    torch_fn=(lambda t: t.masked_fill(torch.tensor(m), value)) if fd else None,
                    full_jacobian_max=32 if fd else 0) if fd else None
@@ -456,7 +460,7 @@ def test_gather(data):
         for pos, target in _positions(idx, d):
             out[pos] = a[target]
         return out
-    ti = tinygen.tensor(idx)
+    ti = tinygen.tensor(idx, device=DEVICE)
     check_op(lambda t: t.gather(dim, ti), [x], reference=ref, second_order="zero",
              torch_fn=lambda t: T.gather(t, dim, torch.tensor(idx)))
 
@@ -471,7 +475,7 @@ def test_scatter_add(data):
         for pos, target in _positions(idx, d):
             out[target] += s[pos]
         return out
-    ti = tinygen.tensor(idx)
+    ti = tinygen.tensor(idx, device=DEVICE)
     check_op(lambda t, s: F.scatter_add(t, dim, ti, s), [x, src], reference=ref,
              second_order="zero",
              torch_fn=lambda t, s: T.scatter_add(t, dim, torch.tensor(idx), s))
@@ -481,7 +485,7 @@ def test_scatter_add(data):
 def test_scatter(data, use_value):
     shape, dim, d, idx = data.draw(_index_case(unique_along_dim=True))
     x = data.draw(arrays(shape))
-    ti = tinygen.tensor(idx)
+    ti = tinygen.tensor(idx, device=DEVICE)
     if use_value:
         def ref(a):
             out = a.copy()

@@ -301,7 +301,7 @@ def test_where(data):
     a, b = data.draw(arrays(sa)), data.draw(arrays(sb))
     shape = np.broadcast_shapes(sa, sb)
     cond = data.draw(arrays(shape[data.draw(st.integers(0, len(shape))):])) > 0
-    check_op(lambda x, y: F.where(tinygen.tensor(cond), x, y), [a, b],
+    check_op(lambda x, y: F.where(tinygen.tensor(cond, device=x.device), x, y), [a, b],
              reference=lambda x, y: np.where(cond, x, y), second_order="zero",
              torch_fn=lambda x, y: T.where(T.tensor(cond), x, y))
     check_op(lambda x: F.where(cond, x, 0.5), [a], reference=lambda x: np.where(cond, x, 0.5),

@@ -74,7 +74,8 @@ def test_linear(data, bias):
         b = data.draw(arrays((o,)))
         check_op(F.linear, [x, w, b], reference=lambda x, w, b: x @ w.T + b,
                  torch_fn=TF.linear if TF else None)
-        check_op(lambda b_: F.linear(tinygen.tensor(x).to(b_.dtype), tinygen.tensor(w)
+        check_op(lambda b_: F.linear(tinygen.tensor(x, device=b_.device).to(b_.dtype),
+                                     tinygen.tensor(w, device=b_.device)
                                      .to(b_.dtype), b_), [b],
                  reference=lambda b_: x @ w.T + b_, second_order="zero")
     else:
@@ -193,7 +194,8 @@ def test_batch_norm_eval_uses_the_running_statistics(data, rank):
     bshape = (1, c) + (1,) * (rank - 2)
 
     def ours(x, w, b):
-        return F.batch_norm(x, tinygen.tensor(rm).to(x.dtype), tinygen.tensor(rv).to(x.dtype),
+        return F.batch_norm(x, tinygen.tensor(rm, device=x.device).to(x.dtype),
+                            tinygen.tensor(rv, device=x.device).to(x.dtype),
                             w, b, training=False)
     check_op(ours, [x, w, b],
              reference=lambda x, w, b: (x - rm.reshape(bshape)) / np.sqrt(rv.reshape(bshape) +

@@ -324,13 +324,14 @@ class Elu(Function):
 class Clamp(Function):
     def forward(self, x, lo, hi):
         self.x_dtype = x.dtype
-        inside = np.ones(x.shape, dtype=bool)
+        xp = get_array_module(x)
+        inside = xp.ones(x.shape, dtype=bool)
         if lo is not None:
             inside &= x >= lo
         if hi is not None:
             inside &= x <= hi
         self.inside = inside
-        return np.clip(x, lo, hi)
+        return xp.clip(x, lo, hi)
 
     def backward(self, g):
         return g * Tensor._wrap(self.inside.astype(g.dtype))
@@ -419,6 +420,8 @@ def where(condition, a, b) -> Tensor:
         like = Tensor._wrap(get_array_module(cond).zeros((), dtype))
         a, b = to_operand(a, like, dtype), to_operand(b, like, dtype)
     a, b = broadcast_operands(a, b, "where")
+    if not isinstance(condition, Tensor):
+        cond = a._xp.asarray(cond)  # host data (a NumPy array or a list) go to a's device
     return Where.apply(a, b, cond=cond)
 
 
