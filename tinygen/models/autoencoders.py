@@ -108,6 +108,14 @@ class Autoencoder(GenerativeModel):
         rec = self.reconstruct(dataset.images)
         return {"mse": float(np.mean((rec.astype(np.float64) - dataset.images) ** 2))}
 
+    def check_data(self, data):
+        """Before training: the PCA baseline at the same d needs d <= min(N_train, 784)."""
+        limit = min(len(data.train), PIXELS)
+        if self.config.latent_dim > limit:
+            raise ValueError(f"--latent-dim {self.config.latent_dim} is beyond what the PCA "
+                             f"baseline can fit on {len(data.train)} training images of "
+                             f"{PIXELS} pixels (at most {limit})")
+
     def extra_metrics(self, data, split, dataset):
         """The PCA baseline at the same d (fitted on the training set): ``pca_<split>_mse``."""
         return {f"pca_{split}_mse": pca_baseline(data.train, dataset,

@@ -36,6 +36,7 @@ class GenerativeModel(nn.Module):
     select: ClassVar[Optional[str]] = None    # validation metric to minimize for best.ckpt
     can_sample: ClassVar[bool] = True
     eval_batch_size: ClassVar[int] = 500
+    data_help: ClassVar[Optional[str]] = None  # what --data names, if not MNIST IDX files
 
     def __init__(self, config):
         super().__init__()
@@ -66,6 +67,10 @@ class GenerativeModel(nn.Module):
 
     def evaluate(self, dataset) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def check_data(self, data: RunData) -> None:
+        """Called before any training: raise ValueError for options that cannot work with
+        ``data`` (e.g. a latent size beyond what a baseline can fit). Default: nothing."""
 
     def finish(self, data: RunData) -> None:
         """Called once after training (default: nothing)."""

@@ -86,6 +86,7 @@ class CharRNN(GenerativeModel):
     """Character-level LSTM language model (see the module docstring)."""
     model_name = "char-rnn"
     description = "character-level LSTM language model (any text file or Python's docs), bits/char"
+    data_help = "a UTF-8 text file to train on (default: CPython's pydoc topics)"
     Config = CharRNNConfig
     select = "bits_per_char"
     train_defaults = {"epochs": 5, "lr": 2e-3, "batch_size": 32}

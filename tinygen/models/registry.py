@@ -8,9 +8,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import fields
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
 
-__all__ = ["MODELS", "register", "get_model_class", "build_model", "model_from_checkpoint"]
+__all__ = ["MODELS", "register", "get_model_class", "build_model", "model_from_checkpoint",
+           "model_with_weights"]
 
 MODELS: dict = {}
 
@@ -45,11 +46,32 @@ def build_model(name: str, options: dict | None = None):
 
 
 def model_from_checkpoint(path, device="cpu"):
-    """Rebuild the model stored in checkpoint ``path`` (weights and buffers loaded)."""
-    ckpt = load_checkpoint(path)
-    model = build_model(ckpt["model"], ckpt["model_config"])
-    model.load_state_dict(ckpt["state_dict"])
+    """Rebuild the model stored in checkpoint ``path`` (weights and buffers loaded). A file
+    that is not a usable model checkpoint (see :func:`tinygen.checkpoint.check_model_checkpoint`;
+    an unknown model, options or weights that do not fit it) raises ``CheckpointError``
+    naming the file."""
+    ckpt = check_model_checkpoint(load_checkpoint(path), path)
+    model = model_with_weights(ckpt, path)
     if device != "cpu":
         model.to(device=device)
     model.eval()
     return model, ckpt
+
+
+def model_with_weights(ckpt: dict, path):
+    """The model a checked checkpoint ``ckpt`` (read from ``path``) describes, with its
+    weights; CheckpointError naming ``path`` when they do not fit."""
+    try:
+        model = build_model(ckpt["model"], ckpt["model_config"])
+    except Exception as e:   # crafted options can fail anywhere in a constructor
+        raise CheckpointError(f"{path}: cannot rebuild its model ({_one_line(e)})") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: its weights do not fit model {ckpt['model']!r} "
+                              f"({_one_line(e)})") from None
+    return model
+
+
+def _one_line(e) -> str:
+    return " ".join(str(e).strip("'\"").split())

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
@@ -40,7 +41,8 @@ from ..autograd import no_grad
 from ..nn.utils import clip_grad_norm_
 from ..optim import SGD, Adam, AdamW
 from ..tensor import tensor
-from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..checkpoint import (CheckpointError, atomic_write, check_model_checkpoint,
+                          load_checkpoint, save_checkpoint)
 from ..models.phases import OptimizerSpec, Phase  # noqa: F401  (re-exported)
 
 
@@ -68,16 +70,23 @@ class TrainConfig:
     val_fraction: float = 0.1   # share of the training data held out for model selection
 
     def validate(self):
-        for name in ("epochs", "batch_size", "log_every"):
-            if getattr(self, name) < (0 if name == "epochs" else 1):
-                raise ValueError(f"{name} must be {'>= 0' if name == 'epochs' else '>= 1'}, got "
-                                 f"{getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        """Raise one ValueError listing every setting out of range (before any work starts)."""
+        problems = []
+        for name, low in (("epochs", 1), ("batch_size", 1), ("log_every", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                problems.append(f"{name} must be an int, got {value!r}")
+            elif value < low:
+                problems.append(f"{name} must be >= {low}, got {value}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"lr must be a finite number > 0, got {self.lr}")
+        if not (isinstance(self.val_fraction, (int, float)) and
+                0.0 <= self.val_fraction < 1.0):
+            problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+            problems.append(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 @dataclass
@@ -130,14 +139,19 @@ class Trainer:
         }
 
     def _restore(self, path):
-        ckpt = load_checkpoint(path)
+        ckpt = check_model_checkpoint(load_checkpoint(path), path, resume=True)
         if ckpt["model"] != self.model.model_name:
             raise ValueError(f"--resume: checkpoint {path!r} holds model {ckpt['model']!r}, not "
                              f"{self.model.model_name!r}")
         if ckpt["model_config"] != asdict(self.model.config):
             raise ValueError(f"--resume: checkpoint {path!r} was trained with model options "
                              f"{ckpt['model_config']}, not {asdict(self.model.config)}")
-        self.model.load_state_dict(ckpt["state_dict"])
+        try:
+            self.model.load_state_dict(ckpt["state_dict"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: its weights do not fit model "
+                                  f"{self.model.model_name!r} ({' '.join(str(e).split())})") \
+                from None
         # the data order depends on the seed and the batch size: the checkpoint's win (epochs,
         # lr and the output directory may change, e.g. to train longer)
         saved = ckpt["train_config"]
@@ -151,8 +165,20 @@ class Trainer:
         """Keep only the records up to ``step`` (a resumed run rewrites what came after)."""
         if not os.path.exists(self.metrics_path):
             return
+        kept, torn = [], 0
         with open(self.metrics_path) as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+            for line in f:
+                try:
+                    record = json.loads(line)
+                    keep = record["step"] <= step
+                except (ValueError, KeyError, TypeError):   # a record cut short (kill, disk full)
+                    torn += 1
+                    continue
+                if keep:
+                    kept.append(line if line.endswith("\n") else line + "\n")
+        if torn:
+            print(f"tinygen: dropped {torn} incomplete record(s) from {self.metrics_path}",
+                  file=sys.stderr)
         with atomic_write(self.metrics_path, "w") as f:
             f.writelines(kept)
 
@@ -211,6 +237,7 @@ class Trainer:
                                     shuffle=True, seed=self.config.seed * 1000 + index)
             batches.epoch = self.state.epoch
             self._base_lr, self._total_steps = lr, epochs * len(batches)
+            self._first_loss, self._warned_growth = None, False
             while self.state.epoch < epochs:
                 self._run_epoch(phase, epochs, batches, params, device)
                 self.state.epoch += 1
@@ -261,6 +288,8 @@ class Trainer:
                 for k, v in stats.items():
                     self._check_finite(phase, k, float(v))
                 value = float(stats.pop("loss"))
+            if self._first_loss is None:
+                self._first_loss = value
             self.state.step += 1
             n = len(batch[0])
             total, count, seen = total + value * n, count + n, seen + n
@@ -292,6 +321,7 @@ class Trainer:
 
     def _end_of_epoch(self, phase):
         summary = self._epoch_summary
+        self._warn_if_loss_grew(phase, summary["loss"])
         self.log(summary)
         line = (f"[{phase.name}] epoch {summary['epoch']}: loss {summary['loss']:.5f}, "
                 f"{summary['images_per_s']:.0f} img/s")
@@ -321,12 +351,27 @@ class Trainer:
         if improved:
             save_checkpoint(self.best_path, payload)
 
+    def _warn_if_loss_grew(self, phase, loss):
+        """Warn (once per phase) when the epoch's mean loss is more than 1000 times the
+        phase's first-step loss: training is diverging without reaching NaN (e.g. --lr 1e6)."""
+        first = self._first_loss
+        if self._warned_growth or first is None or not first > 0 or not loss > 1e3 * first:
+            return
+        self._warned_growth = True
+        print(f"tinygen: warning: the {phase.name} loss grew from {first:.4g} (first step) to "
+              f"{loss:.4g} (epoch {self.state.epoch} mean); training is diverging, try a smaller "
+              f"--lr", file=sys.stderr, flush=True)
+
     def load_best(self):
         """Load the best validation checkpoint's weights into the model (model selection);
         returns False when there is none (no validation split)."""
         if not os.path.exists(self.best_path):
             return False
-        self.model.load_state_dict(load_checkpoint(self.best_path)["state_dict"])
+        best = load_checkpoint(self.best_path)
+        run_id = self.extra.get("run_id")
+        if run_id is not None and (best.get("extra") or {}).get("run_id") != run_id:
+            return False       # a best.ckpt of another run: never mix it into this one
+        self.model.load_state_dict(best["state_dict"])
         return True
 
 

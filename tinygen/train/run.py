@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict
 
 import numpy as np
 
 from .. import random as tg_random
-from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..checkpoint import atomic_write, check_model_checkpoint, load_checkpoint, save_checkpoint
 from ..models.registry import build_model, get_model_class, model_from_checkpoint  # noqa: F401
 from .loop import TrainConfig, Trainer
 
@@ -44,29 +45,120 @@ def final_metrics(model, data) -> dict:
     return out
 
 
+# settings that fix the data a run sees (split, order): a resumed run keeps its checkpoint's
+DATA_SETTINGS = ("seed", "batch_size", "val_fraction")
+
+
+def _flag(name) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _recorded_data(ckpt):
+    """The data argument a checkpoint's run was trained with: the :class:`DataSource` it
+    recorded (MNIST), else the path it recorded (a text file, or None)."""
+    from ..data import DataSource
+
+    desc = (ckpt.get("extra") or {}).get("data") or {}
+    if "data_source" in desc:
+        return DataSource(desc.get("data_dir"), desc["data_source"])
+    return desc.get("data_dir")
+
+
+def _same_path(a, b) -> bool:
+    return a is not None and b is not None and os.path.abspath(a) == os.path.abspath(b)
+
+
+def resume_conflicts(ckpt, train_config, options, data_dir, given=None) -> list:
+    """The settings the user gave that differ from the checkpoint a run resumes: data
+    settings (:data:`DATA_SETTINGS`, ``--data``) and model options. ``given`` names the
+    TrainConfig fields set explicitly (None: all are compared)."""
+    conflicts = []
+    saved = ckpt["train_config"]
+    for key in DATA_SETTINGS:
+        if (given is None or key in given) and key in saved and \
+                getattr(train_config, key) != saved[key]:
+            conflicts.append(f"{_flag(key)} {getattr(train_config, key)} (checkpoint: "
+                             f"{saved[key]})")
+    if data_dir:
+        recorded = _recorded_data(ckpt)
+        directory = getattr(recorded, "directory", recorded)
+        if not _same_path(data_dir, directory):
+            conflicts.append(f"--data {data_dir} (checkpoint: "
+                             f"{directory or 'the embedded digits'})")
+    for key, value in (options or {}).items():
+        if key in ckpt["model_config"] and ckpt["model_config"][key] != value:
+            conflicts.append(f"{_flag(key)} {value} (checkpoint: {ckpt['model_config'][key]})")
+    return conflicts
+
+
+def check_run_data(model, data, train_config):
+    """Mistakes that would otherwise show only after training: no training data left by
+    ``--val-fraction``, the model's own check (``model.check_data``, e.g. a latent size
+    beyond what PCA can fit) and a ``--classifier`` checkpoint that does not load."""
+    if data.train is None or len(data.train) == 0:
+        raise ValueError(f"--val-fraction {train_config.val_fraction} leaves no training data "
+                         f"(the training set has "
+                         f"{0 if data.train is None else len(data.train)} items)")
+    if train_config.val_fraction > 0 and (data.val is None or len(data.val) == 0):
+        raise ValueError(f"--val-fraction {train_config.val_fraction} leaves an empty validation "
+                         f"split; use a larger fraction or 0 (no model selection)")
+    model.check_data(data)
+    classifier = getattr(model.config, "classifier", None)
+    if classifier:
+        from ..models.scoring import load_classifier
+        try:
+            load_classifier(classifier)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"--classifier: {' '.join(str(e).split())}") from None
+
+
 def train_model(name, train_config: TrainConfig, options=None, data_dir=None, resume=None,
-                pictures=True):
-    """Train model ``name``; returns the results dict (also written to results.json)."""
+                pictures=True, overwrite=False, given=None):
+    """Train model ``name``; returns the results dict (also written to results.json).
+
+    Everything is checked before any file is written: the settings, the resumed checkpoint,
+    the data, the output directory. The run directory's rules (:mod:`tinygen.train.rundir`):
+    a directory holding another run is refused unless ``overwrite``. A resumed run keeps the
+    checkpoint's model options and data settings (:data:`DATA_SETTINGS` and the data
+    source); a setting the user gave (``given``: names of TrainConfig fields set explicitly,
+    None: all) that differs is refused with the list of conflicts.
+    """
+    from .rundir import new_run_id, prepare_run_directory
+
     train_config.validate()
-    cls = get_model_class(name)
-    if resume is not None:   # the checkpoint's options win; say so if the user gave others
-        ckpt = load_checkpoint(resume)
+    get_model_class(name)
+    ckpt, run_id = None, new_run_id()
+    if resume is not None:
+        ckpt = check_model_checkpoint(load_checkpoint(resume), resume, resume=True)
         if ckpt["model"] != name:
-            raise ValueError(f"--resume: {resume!r} is a checkpoint of {ckpt['model']!r}, not "
+            raise ValueError(f"--resume: {resume} is a checkpoint of {ckpt['model']!r}, not "
                              f"{name!r}")
-        options = {**ckpt["model_config"], **(options or {})}
+        conflicts = resume_conflicts(ckpt, train_config, options, data_dir, given)
+        if conflicts:
+            raise ValueError(f"--resume {resume}: a resumed run keeps its checkpoint's data and "
+                             f"model settings; these options differ from it: "
+                             f"{'; '.join(conflicts)} (leave them out, or start a new run)")
+        for key in DATA_SETTINGS:
+            if key in ckpt["train_config"]:
+                setattr(train_config, key, ckpt["train_config"][key])
+        options = dict(ckpt["model_config"])
+        data_dir = _recorded_data(ckpt)
+        run_id = (ckpt.get("extra") or {}).get("run_id") or run_id
     tg_random.manual_seed(train_config.seed)
     model = build_model(name, options)
     if train_config.device != "cpu":
         model.to(device=train_config.device)
     data, desc = model.load_data(data_dir, train_config.val_fraction, train_config.seed)
+    check_run_data(model, data, train_config)
     out = train_config.out
-    os.makedirs(out, exist_ok=True)
+    for note in prepare_run_directory(out, resume=resume, resume_checkpoint=ckpt,
+                                      overwrite=overwrite):
+        print(f"tinygen: {note}", file=sys.stderr)
     with atomic_write(os.path.join(out, "config.json"), "w") as f:
-        json.dump({"model": name, "model_config": asdict(model.config),
+        json.dump({"model": name, "run_id": run_id, "model_config": asdict(model.config),
                    "train_config": asdict(train_config), "data": desc}, f, indent=2)
     trainer = Trainer(model, model.phases(data), (data.train.images, data.train.labels),
-                      train_config, extra={"data": desc})
+                      train_config, extra={"data": desc, "run_id": run_id})
     t0 = time.perf_counter()
     trainer.fit(resume=resume)
     seconds = time.perf_counter() - t0
@@ -90,16 +182,21 @@ def train_model(name, train_config: TrainConfig, options=None, data_dir=None, re
 
 
 def evaluate_checkpoint(path, data_dir=None, device="cpu") -> dict:
-    """Metrics of a checkpoint on the MNIST test set (``data_dir`` or TINYGEN_DATA, else the
-    directory it was trained with); without one, on its validation split."""
-    from ..data import resolve_data_dir
+    """Metrics of a checkpoint on the MNIST test set of ``data_dir``, else of $TINYGEN_DATA,
+    else of the data the checkpoint was trained with; without a test set, on its validation
+    split (the same seeded split as in training)."""
+    from ..data import ENV_VAR
 
     model, ckpt = model_from_checkpoint(path, device)
-    desc = ckpt.get("extra", {}).get("data", {})
-    directory = resolve_data_dir(data_dir) or desc.get("data_dir")
-    data, _ = model.load_data(directory, desc.get("val_fraction", 0.1), desc.get("split_seed", 0))
+    desc = (ckpt.get("extra") or {}).get("data") or {}
+    source = data_dir or (None if os.environ.get(ENV_VAR) else _recorded_data(ckpt))
+    data, _ = model.load_data(source, desc.get("val_fraction", 0.1), desc.get("split_seed", 0))
     if data.test is not None:
         data.val = None        # report on the test set only
+    if data.heldout is None:
+        raise ValueError(f"{path}: nothing to evaluate on: the run used --val-fraction 0 and "
+                         f"no test set is available; pass --data DIR with the MNIST test files "
+                         f"(t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz])")
     metrics = final_metrics(model, data)
     return {"checkpoint": os.fspath(path), "model": ckpt["model"],
             "split": "test" if data.test is not None else "validation",
@@ -109,10 +206,12 @@ def evaluate_checkpoint(path, data_dir=None, device="cpu") -> dict:
 def sample_checkpoint(path, n=64, out=None, seed=0, device="cpu") -> str:
     """Draw ``n`` samples from a checkpoint's model and save them (a PNG grid for image
     models; see :meth:`GenerativeModel.save_samples`)."""
+    if n < 1:
+        raise ValueError(f"-n must be >= 1, got {n}")
+    if out is not None and os.path.isdir(out):
+        raise IsADirectoryError(21, "--out is a directory; name a .png file", os.fspath(out))
     model, ckpt = model_from_checkpoint(path, device)
     if not model.can_sample:
         raise ValueError(f"model {ckpt['model']!r} is a classifier and does not generate samples")
-    if n < 1:
-        raise ValueError(f"-n must be >= 1, got {n}")
     out = out or os.path.join(os.path.dirname(os.path.abspath(path)), "samples.png")
     return model.save_samples(n, np.random.default_rng(seed), out)
