@@ -118,13 +118,11 @@ class GAN(GenerativeModel):
         """z ~ N(0, I): (n, latent_dim) float32."""
         return rng.standard_normal((n, self.config.latent_dim)).astype(np.float32)
 
-    @staticmethod
-    def one_hot(labels) -> np.ndarray:
-        """(N,) integer labels -> (N, 10) float32."""
-        labels = np.asarray(labels, dtype=np.int64)
-        out = np.zeros((len(labels), 10), np.float32)
-        out[np.arange(len(labels)), labels] = 1.0
-        return out
+    def one_hot(self, labels):
+        """(N,) integer labels (array or list) -> (N, 10) float32 one-hot Tensor on the model's
+        device."""
+        labels = tensor(np.asarray(labels, dtype=np.int64), device=self.device)
+        return F.one_hot(labels, 10).float()
 
     # -- the two players -------------------------------------------------------------------------
     def G(self, z, y=None):
@@ -170,7 +168,7 @@ class GAN(GenerativeModel):
         on a fresh batch of latents. Returns the stats to log."""
         x = self.to_d_input(batch[0])
         n = x.shape[0]
-        y = self.as_tensor(self.one_hot(batch[1].numpy())) if self.conditional else None
+        y = self.one_hot(batch[1].numpy()) if self.conditional else None
         # -- D step: ascend V(D, G) = mean log D(x) + mean log(1 - D(G(z))) --------------------
         with no_grad():
             fake = self.G(self.as_tensor(self.latents(n, rng)), y)      # G fixed here
@@ -196,7 +194,7 @@ class GAN(GenerativeModel):
             labels = None
             if self.conditional:   # fresh labels, uniform over the digits
                 labels = rng.integers(0, 10, size=n)
-                y = self.as_tensor(self.one_hot(labels))
+                y = self.one_hot(labels)
                 labels = tensor(labels, device=self.device)
             fake_logit, fake_aux = self.D_both(self.G(self.as_tensor(self.latents(n, rng)), y), y)
             loss_g = self.g_loss(fake_logit)
@@ -236,7 +234,7 @@ class GAN(GenerativeModel):
             if labels.min() < 0 or labels.max() > 9:
                 raise ValueError("labels must be digits 0..9")
             def fn(zb, yb):
-                return self.G(self.as_tensor(zb), self.as_tensor(self.one_hot(yb)))
+                return self.G(self.as_tensor(zb), self.one_hot(yb))
             parts = [self.from_g_output(g) for g, _ in self.batched(fn, z, labels)]
         else:
             parts = [self.from_g_output(g) for g, _ in
@@ -302,7 +300,7 @@ class GAN(GenerativeModel):
             vals = []
             for start in range(0, len(arr), self.eval_batch_size):
                 xb = self.to_d_input(self.as_tensor(arr[start:start + self.eval_batch_size]))
-                yb = (self.as_tensor(self.one_hot(labels[start:start + self.eval_batch_size]))
+                yb = (self.one_hot(labels[start:start + self.eval_batch_size])
                       if self.conditional else None)
                 vals.append(F.sigmoid(self.D_logit(xb, yb)).numpy())
             return float(np.concatenate(vals).mean())
