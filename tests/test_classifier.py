@@ -6,7 +6,8 @@ import pytest
 import tinygen
 from tinygen.data import load_mnist
 from tinygen.data import RunData
-from tinygen.models.classifier import ClassifierConfig, MNISTClassifier, random_shift
+from tinygen.data import random_shift
+from tinygen.models.classifier import ClassifierConfig, MNISTClassifier
 from tinygen.train import Trainer, TrainConfig
 
 

@@ -1,6 +1,6 @@
-"""The VAE family: likelihoods and KL against direct formulas, the importance-weighted bound
-against an exactly known log p(x), overfitting one batch, a short training of every model, the
-command line, resume and errors."""
+"""The VAE family: the importance-weighted bound against an exactly known log p(x), overfitting
+one batch, a short training of every model, the command line, resume and errors (the
+likelihoods and the estimator against direct formulas: tests/test_distributions.py)."""
 import json
 import math
 import os
@@ -9,72 +9,13 @@ import numpy as np
 import pytest
 
 import tinygen
-from tinygen import functional as F
 from tinygen import nn
 from tinygen.models import MODELS
 from tinygen.data import RunData
 from tinygen.models.semisupervised import labelled_indices
-from tinygen.models.vae import (VAE, BernoulliLikelihood, FixedGaussianLikelihood,
-                                GaussianLikelihood, MLPVAE, VAEConfig, log_normal_np, logmeanexp)
+from tinygen.distributions import Family, FixedNormal
+from tinygen.models.vae import VAE, MLPVAE, VAEConfig
 from tinygen.train.loop import TrainConfig, Trainer
-
-
-def _t(a):
-    return tinygen.tensor(np.asarray(a, np.float64))
-
-
-# -- formulas ----------------------------------------------------------------------------------
-def test_kl_normal_standard_matches_direct_formula_and_monte_carlo():
-    rng = np.random.default_rng(0)
-    mu, logvar = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
-    kl = F.kl_normal_standard(_t(mu), _t(logvar), reduction="none").numpy()
-    var = np.exp(logvar)
-    direct = np.sum(0.5 * (var + mu ** 2 - 1.0 - logvar), axis=1)     # KL(N(mu, var) || N(0, 1))
-    np.testing.assert_allclose(kl, direct, rtol=1e-12)
-    # Monte Carlo: E_q[log q(z) - log p(z)] for the first row
-    z = mu[0] + np.sqrt(var[0]) * rng.standard_normal((400_000, 3))
-    mc = np.mean(log_normal_np(z, mu[0], logvar[0]) - log_normal_np(z))
-    assert mc == pytest.approx(kl[0], abs=0.02)
-
-
-def test_gaussian_likelihoods_match_direct_densities():
-    rng = np.random.default_rng(1)
-    x, mean, logvar = rng.normal(size=(4, 6)), rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
-    sd = np.exp(0.5 * logvar)
-    direct = np.sum(np.log(np.exp(-0.5 * ((x - mean) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))),
-                    axis=1)
-    g = GaussianLikelihood()
-    np.testing.assert_allclose(g.log_prob((_t(mean), _t(logvar)), _t(x)).numpy(), direct,
-                               rtol=1e-10)
-    np.testing.assert_allclose(g.log_prob_np((mean, logvar), x), direct, rtol=1e-10)
-    fixed = FixedGaussianLikelihood(0.3)
-    direct_fixed = np.sum(-0.5 * ((x - mean) / 0.3) ** 2 - math.log(0.3 * math.sqrt(2 * math.pi)),
-                          axis=1)
-    np.testing.assert_allclose(fixed.log_prob((_t(mean),), _t(x)).numpy(), direct_fixed,
-                               rtol=1e-10)
-    np.testing.assert_allclose(fixed.log_prob_np((mean,), x), direct_fixed, rtol=1e-10)
-    with pytest.raises(ValueError, match="decoder_std"):
-        FixedGaussianLikelihood(0.0)
-
-
-def test_bernoulli_likelihood_is_stable_and_exact():
-    rng = np.random.default_rng(2)
-    logits = rng.normal(scale=3, size=(3, 1, 2, 4))
-    x = (rng.random((3, 1, 2, 4)) < 0.5).astype(np.float64)
-    p = 1 / (1 + np.exp(-logits))
-    direct = np.sum(np.log(np.where(x == 1, p, 1 - p)).reshape(3, -1), axis=1)
-    b = BernoulliLikelihood()
-    flat = logits.reshape(3, 8)
-    np.testing.assert_allclose(b.log_prob((_t(flat),), _t(x)).numpy(), direct, rtol=1e-12)
-    np.testing.assert_allclose(b.log_prob_np((flat,), x), direct, rtol=1e-12)
-    # extreme logits: finite and right (log sigmoid(-60) = -60 to double precision)
-    ext = b.log_prob_np((np.array([[-60.0, 60.0]]),), np.array([[1.0, 0.0]]))
-    assert ext[0] == pytest.approx(-120.0, rel=1e-12)
-
-
-def test_logmeanexp_is_stable():
-    a = np.array([[1000.0, -1000.0], [1000.0, -1001.0]])
-    np.testing.assert_allclose(logmeanexp(a, axis=0), [1000.0, -1000.0 + np.log((1 + np.exp(-1)) / 2)])
 
 
 # -- the importance-weighted bound against an exact log p(x) -----------------------------------
@@ -89,7 +30,7 @@ class LinearGaussianVAE(VAE):
     def __init__(self, dim_x=3, dim_z=2, std=0.5, shift=0.0, widen=0.0):
         super().__init__(VAEConfig(latent_dim=dim_z))
         self.latent_dim = dim_z
-        self.likelihood = FixedGaussianLikelihood(std)
+        self.likelihood = Family(FixedNormal, std=std)
         self.dec = nn.Linear(dim_z, dim_x)
         self.std, self.shift, self.widen = std, shift, widen
 
@@ -131,7 +72,7 @@ def _linear_gaussian(**kw):
 def test_elbo_and_iw_estimate_are_exact_with_the_true_posterior():
     model, x = _linear_gaussian()
     exact = model.exact_log_px(x)
-    elbo, _, kl = model.elbo_np(x, None, np.random.default_rng(0))
+    elbo, _, kl = model.elbo(x, None, np.random.default_rng(0))
     # with q = p(z|x), log p(x|z) + log p(z) - log q(z|x) = log p(x) for every z
     np.testing.assert_allclose(model.iw_log_likelihood(x, k=1, rng=np.random.default_rng(1)),
                                exact, atol=1e-4)
@@ -143,7 +84,7 @@ def test_elbo_and_iw_estimate_are_exact_with_the_true_posterior():
 def test_importance_weighted_bound_is_above_the_elbo_and_converges_to_log_px():
     model, x = _linear_gaussian(shift=0.4, widen=0.7)
     exact = model.exact_log_px(x)
-    elbo = np.mean([model.elbo_np(x, None, np.random.default_rng(s))[0] for s in range(200)],
+    elbo = np.mean([model.elbo(x, None, np.random.default_rng(s))[0] for s in range(200)],
                    axis=0)                                            # E_q[...] per sample
     # E[log mean of k weights] over 40 draws: the bound tightens with k towards log p(x)
     bounds = {k: np.mean([model.iw_log_likelihood(x, k=k, rng=np.random.default_rng(s))
@@ -172,13 +113,13 @@ def test_vae_overfits_one_batch():
     tinygen.manual_seed(0)
     model = MLPVAE(VAEConfig(hidden=128, latent_dim=8, iw_samples=0))
     batch = _digits(20)
-    x = tinygen.tensor(batch.images)
     y = tinygen.tensor(batch.labels)
     opt = tinygen.optim.Adam(model.parameters(), lr=3e-3)
     rng = np.random.default_rng(0)
     losses = []
     for _ in range(300):
-        loss, _ = model.training_loss((x, y), rng)
+        xb = tinygen.tensor(model.prepare(batch.images, rng))   # fresh binarization (host side)
+        loss, _ = model.training_loss((xb, y), rng)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -319,12 +260,12 @@ def test_iwae_training_bound_matches_the_estimator_and_trains():
     tinygen.manual_seed(0)
     vae = MLPVAE(VAEConfig(hidden=64, latent_dim=4, train_samples=3, shift=1, iw_samples=0))
     digits = _digits(40)
-    batch = (tinygen.tensor(digits.images), tinygen.tensor(digits.labels))
     opt = tinygen.optim.Adam(vae.parameters(), lr=3e-3)
     rng = np.random.default_rng(1)
     losses = []
     for _ in range(60):
-        loss, stats = vae.training_loss(batch, rng)
+        images, labels = vae.prepare_batch((digits.images, digits.labels), rng)  # shift, binarize
+        loss, stats = vae.training_loss((tinygen.tensor(images), tinygen.tensor(labels)), rng)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,4 +1,4 @@
-"""Pixel transforms for likelihood models on MNIST."""
+"""Pixel transforms for likelihood models on MNIST, and the shift augmentation."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,3 +24,19 @@ def dequantize(x, rng: np.random.Generator) -> np.ndarray:
     y = ((k + rng.random(k.shape)) / 256.0).astype(np.float32)
     upper = np.nextafter(((k + 1) / 256.0).astype(np.float32), np.float32(0))
     return np.minimum(y, upper)
+
+
+def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Translate each image of ``x`` (N, C, H, W) by its own random (dy, dx) in
+    [-max_shift, max_shift]^2, filling with zeros (the MNIST background)."""
+    if max_shift == 0:
+        return x
+    n, _, h, w = x.shape
+    s = max_shift
+    padded = np.pad(x, ((0, 0), (0, 0), (s, s), (s, s)))             # (N, C, H+2s, W+2s)
+    dy = rng.integers(0, 2 * s + 1, size=n)
+    dx = rng.integers(0, 2 * s + 1, size=n)
+    out = np.empty_like(x)
+    for i in range(n):
+        out[i] = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    return out

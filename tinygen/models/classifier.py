@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import nn
+from ..data import random_shift
 from .phases import Phase
 from .base import GenerativeModel, register
 
@@ -35,22 +36,6 @@ class ClassifierConfig:
     hidden: int = 128       # H, width of the penultimate layer (the features of the FID)
     dropout: float = 0.3    # dropout before the last layer, training only
     shift: int = 2          # random translations of the training digits by up to this many px
-
-
-def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
-    """Translate each image of ``x`` (N, C, H, W) by its own random (dy, dx) in
-    [-max_shift, max_shift]^2, filling with zeros (the MNIST background)."""
-    if max_shift == 0:
-        return x
-    n, _, h, w = x.shape
-    s = max_shift
-    padded = np.pad(x, ((0, 0), (0, 0), (s, s), (s, s)))             # (N, C, H+2s, W+2s)
-    dy = rng.integers(0, 2 * s + 1, size=n)
-    dx = rng.integers(0, 2 * s + 1, size=n)
-    out = np.empty_like(x)
-    for i in range(n):
-        out[i] = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
-    return out
 
 
 @register

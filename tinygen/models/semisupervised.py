@@ -44,11 +44,13 @@ from .. import functional as F
 from .. import nn
 from ..autograd import no_grad
 from ..data import dynamic_binarize, static_binarize
-from ..tensor import tensor
-from .phases import Phase
+from ..distributions import (Bernoulli, DiagonalNormal, Family, Normal,
+                             importance_weighted_log_likelihood, standard_normal_log_prob)
+from ..tensor import float64, tensor
 from .base import GenerativeModel, register
-from .vae import (BernoulliLikelihood, GaussianLikelihood, MLPVAE, VAEConfig, _mlp, bounded,
-                  log_normal_np, logmeanexp)
+from .phases import Phase
+from .vae import MLPVAE, VAEConfig
+from .vae.base import bounded, mlp as _mlp
 
 N_CLASSES = 10
 LOG_PRIOR_Y = -math.log(N_CLASSES)            # log p(y) for the uniform Cat(1/10)
@@ -74,7 +76,7 @@ def labelled_indices(labels: np.ndarray, n_labels: int, seed: int) -> np.ndarray
 
 def _one_hot(labels, like):
     """Integer labels (N,) -> one-hot float32 Tensor (N, 10) on ``like``'s device."""
-    return like.as_tensor(np.eye(N_CLASSES, dtype=np.float32)[np.asarray(labels, np.int64)])
+    return F.one_hot(like.as_tensor(np.asarray(labels)).long(), N_CLASSES).float()
 
 
 class M2Net(nn.Module):
@@ -90,7 +92,7 @@ class M2Net(nn.Module):
         self.encoder = _mlp([dim_x + N_CLASSES, hidden], final_activation=True)
         self.fc_mu = nn.Linear(hidden, latent_dim)
         self.fc_logvar = nn.Linear(hidden, latent_dim)
-        self.decoder = _mlp([latent_dim + N_CLASSES, hidden, dim_x * likelihood.n_outputs])
+        self.decoder = _mlp([latent_dim + N_CLASSES, hidden, dim_x * likelihood.n_params])
 
     def as_tensor(self, a):
         return tensor(np.ascontiguousarray(a, dtype=np.float32), device=self.device)
@@ -105,7 +107,7 @@ class M2Net(nn.Module):
 
     def decode(self, z, y_onehot):
         out = self.decoder(F.cat([z, y_onehot], dim=1))
-        if self.likelihood.n_outputs == 1:
+        if self.likelihood.n_params == 1:
             return (out,)
         mean, logvar = out.split(self.dim_x, dim=1)
         return mean, bounded(logvar, self.lo, self.hi)
@@ -115,7 +117,7 @@ class M2Net(nn.Module):
         y1 = _one_hot(labels, self)
         mu, logvar = self.encode(x, y1)
         z = mu + (0.5 * logvar).exp() * self.as_tensor(rng.standard_normal(mu.shape))
-        log_px = self.likelihood.log_prob(self.decode(z, y1), x)
+        log_px = self.likelihood(self.decode(z, y1)).log_prob(x)
         return -log_px + F.kl_normal_standard(mu, logvar, reduction="none") - LOG_PRIOR_Y
 
     def unlabelled_bound(self, x, rng):
@@ -143,7 +145,7 @@ class M2Net(nn.Module):
         z = rng.standard_normal((n, self.latent_dim))
         with no_grad():
             params = self.decode(self.as_tensor(z), _one_hot(labels, self))
-            return self.likelihood.mean(params).numpy()
+            return self.likelihood(params).mean.numpy()
 
     def predict(self, x_np, batch=1000):
         """argmax_y q(y | x) for NumPy inputs (N, dim_x)."""
@@ -153,29 +155,31 @@ class M2Net(nn.Module):
                 out.append(self.classifier(self.as_tensor(x_np[s:s + batch])).numpy().argmax(1))
         return np.concatenate(out)
 
+    def log_weights(self, x, c, k, rng):
+        """log p(x|y=c,z_i) + log p(z_i) - log q(z_i|x,y=c) for k samples per item, float64
+        Tensor (k, N) (x a Tensor (N, dim_x), c a class)."""
+        b = x.shape[0]
+        q = DiagonalNormal(*self.encode(x, _one_hot(np.full(b, c), self))).to(float64)
+        eps = tensor(rng.standard_normal((k, b, self.latent_dim)), device=self.device)
+        z = q.rsample(eps)                                                      # (k, b, d)
+        params = self.decode(z.reshape(k * b, -1).float(), _one_hot(np.full(k * b, c), self))
+        log_px = self.likelihood(params).to(float64).log_prob(F.cat([x] * k, dim=0))
+        return log_px.reshape(k, b) + standard_normal_log_prob(z) - q.log_prob(z)
+
     def iw_log_likelihood(self, x_np, k, rng, batch=100):
         """log p(x) = log sum_y p(y) p(x | y), each p(x | y) by importance sampling with k
         samples of q(z | x, y); float64 per sample."""
         out = np.empty(len(x_np))
         with no_grad():
             for s in range(0, len(x_np), batch):
-                xb = x_np[s:s + batch]
-                b = len(xb)
-                per_class = []
-                for c in range(N_CLASSES):
-                    y1 = _one_hot(np.full(b, c), self)
-                    mu, logvar = (t.numpy().astype(np.float64)
-                                  for t in self.encode(self.as_tensor(xb), y1))
-                    eps = rng.standard_normal((k, b, self.latent_dim))
-                    z = mu + np.exp(0.5 * logvar) * eps                          # (k, b, d)
-                    yk = _one_hot(np.full(k * b, c), self)
-                    params = tuple(p.numpy() for p in self.decode(
-                        self.as_tensor(z.reshape(k * b, -1)), yk))
-                    xr = np.broadcast_to(xb, (k,) + xb.shape).reshape(k * b, -1)
-                    log_w = (self.likelihood.log_prob_np(params, xr).reshape(k, b)
-                             + log_normal_np(z) - log_normal_np(z, mu, logvar))
-                    per_class.append(logmeanexp(log_w, axis=0) + LOG_PRIOR_Y)
-                out[s:s + b] = logmeanexp(np.stack(per_class), axis=0) + math.log(N_CLASSES)
+                xb = self.as_tensor(x_np[s:s + batch])
+                b = xb.shape[0]
+                per_class = [importance_weighted_log_likelihood(
+                    lambda items, kc, c=c: self.log_weights(xb, c, kc, rng), b, k, rows=k * b)
+                    + LOG_PRIOR_Y for c in range(N_CLASSES)]
+                stacked = np.stack(per_class)                                   # (10, b)
+                top = stacked.max(axis=0)
+                out[s:s + b] = np.log(np.exp(stacked - top).sum(axis=0)) + top  # log sum_y
         return out
 
 
@@ -230,11 +234,11 @@ class SemiSupervised(GenerativeModel):
         ev = (lambda: self.m1.evaluate(data.val, iw_samples=0)) if data.val is not None else None
         self.m1._train_size = len(data.train)
         return Phase("m1", self.m1.parameters, self.m1.training_loss, epochs=self.config.m1_epochs,
-                     evaluate=ev)
+                     evaluate=ev, prepare=self.m1.prepare_batch)
 
     def features(self, images):
         """M1's posterior means mu^f(x) (float32 (N, d1)) of [0, 1] images."""
-        return self.m1.posterior(images)[0].astype(np.float32)
+        return self.m1.posterior_means(images)[0].astype(np.float32)
 
     def _val_error(self, data):
         return (lambda: {"error": self.error(data.val)}) if data.val is not None else None
@@ -308,23 +312,28 @@ class M2(SemiSupervised):
     def __init__(self, config=None):
         super().__init__(config)
         c = self.config
-        self.m2 = M2Net(28 * 28, c.latent_dim, c.hidden, BernoulliLikelihood(), (-10.0, 10.0))
+        self.m2 = M2Net(28 * 28, c.latent_dim, c.hidden, Family(Bernoulli), (-10.0, 10.0))
 
     def m2_input(self, images, rng=None):
         """Binarized pixels (N, 784): fresh per call with ``rng`` (training), else fixed."""
         x = images.reshape(len(images), -1)                              # (N, 1, 28, 28) -> (N, 784)
         return static_binarize(x, seed=0) if rng is None else dynamic_binarize(x, rng)
 
-    def m2_loss(self, batch, rng):
-        x_u = self.as_tensor(self.m2_input(batch[0].numpy(), rng))       # labels of the batch unused
+    def prepare_batch(self, arrays, rng):
+        """Host side: (images, labels) of the iterator -> (binarized unlabelled images, a
+        binarized labelled batch, its labels); the iterator's labels are not used."""
+        x_u = self.m2_input(arrays[0], rng)
         x_l, y_l = self.labelled_batch(rng)
-        return self.m2.loss(x_u, self.as_tensor(self.m2_input(x_l, rng)), y_l, self.config.alpha,
-                            rng)
+        return x_u, self.m2_input(x_l, rng), y_l
+
+    def m2_loss(self, batch, rng):
+        x_u, x_l, y_l = batch
+        return self.m2.loss(x_u, x_l, y_l.numpy(), self.config.alpha, rng)
 
     def phases(self, data):
         self._set_labelled(data)
         return [Phase("m2", self.m2.parameters, self.m2_loss, evaluate=self._val_error(data),
-                      select="error")]
+                      select="error", prepare=self.prepare_batch)]
 
     def error(self, dataset):
         return float(np.mean(self.m2.predict(self.m2_input(dataset.images)) != dataset.labels))
@@ -352,18 +361,18 @@ class M1M2(SemiSupervised):
     def __init__(self, config=None):
         super().__init__(config)
         c = self.config
-        self.m2 = M2Net(c.m1_latent_dim, c.latent_dim, c.hidden, GaussianLikelihood(),
-                        (-10.0, 10.0))
+        self.m2 = M2Net(c.m1_latent_dim, c.latent_dim, c.hidden, Family(Normal), (-10.0, 10.0))
 
-    def codes(self, images, rng):
-        """z1 ~ q(z1 | x) for [0, 1] images (float32 (N, d1))."""
-        mu, logvar = self.m1.posterior(images)
-        return (mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)).astype(np.float32)
+    def codes(self, x, rng):
+        """z1 ~ q(z1 | x) for a Tensor of [0, 1] images (float32 (N, d1)), no gradient into M1."""
+        with no_grad():
+            q = self.m1.posterior(x).to(float64)
+            return q.rsample(tensor(rng.standard_normal(q.mu.shape), device=x.device)).float()
 
     def m2_loss(self, batch, rng):
-        x_u = self.as_tensor(self.codes(batch[0].numpy(), rng))          # labels of the batch unused
+        x_u = self.codes(batch[0], rng)                                  # labels of the batch unused
         x_l, y_l = self.labelled_batch(rng)
-        return self.m2.loss(x_u, self.as_tensor(self.codes(x_l, rng)), y_l, self.config.alpha, rng)
+        return self.m2.loss(x_u, self.codes(self.as_tensor(x_l), rng), y_l, self.config.alpha, rng)
 
     def phases(self, data):
         self._set_labelled(data)
