@@ -31,15 +31,36 @@ def _emulator():
     return cuda_emu
 
 
+#: Grid cap of the elementwise kernels in sanitizer builds of the emulator: ThreadSanitizer allows
+#: about 8,000 threads (fibers) per launch; the kernels' grid-stride loops give the same result
+#: with any grid.
+SANITIZER_MAX_BLOCKS = 4
+
+
 @contextlib.contextmanager
 def device_cupy():
     """Yield the ``cupy`` module the CUDA kernels run on during the block (see the module doc)."""
+    from tinygen.kernels.cuda import _grid
+    saved_blocks = _grid.MAX_BLOCKS
+    if os.environ.get("TINYGEN_EMU_SANITIZE"):
+        _grid.MAX_BLOCKS = SANITIZER_MAX_BLOCKS
+    try:
+        with _device_cupy() as cp:
+            yield cp
+    finally:
+        _grid.MAX_BLOCKS = saved_blocks
+
+
+@contextlib.contextmanager
+def _device_cupy():
     from tinygen.kernels.cuda import _runtime
     try:
-        yield _runtime.get_cupy()
-        return
+        cp = _runtime.get_cupy()
     except RuntimeError as exc:
         reason = str(exc)
+    else:
+        yield cp
+        return
     emu = _emulator()
     if emu.gxx() is None:
         pytest.skip(f"no GPU ({reason}) and no g++ for the CUDA emulator")

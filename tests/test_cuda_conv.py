@@ -226,3 +226,26 @@ def test_gpu_benchmark_entries_run_at_tiny_sizes():
     assert sum(line.startswith("| conv ") for line in lines) == 5
     assert sum(line.startswith("| convT ") for line in lines) == 5
     assert any(line.startswith("| T=2 N=1 I=2 H=3 |") for line in lines)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_64_bit_index_instances_match_cpu(monkeypatch, dtype):
+    """The kernels' 64-bit index instances (used for arrays of 2^31 elements or more) compiled
+    with TG_FORCE_INDEX_64 and run on small arrays give the CPU results too."""
+    from tinygen.kernels.cuda import _runtime
+    case = (2, 2, 2, 3, geometry.conv_geometry("conv2d", (7, 6), (3, 2), (2, 1), (1, 2), (1, 2)),
+            99)
+    with device_cupy() as cp:
+        module = cp.RawModule(code="#define TG_FORCE_INDEX_64 1\n" + _runtime.source("conv.cu"),
+                              options=_runtime.COMPILE_OPTIONS)
+        calls = []
+
+        def forced_kernel(cu_file, name):
+            assert cu_file == "conv.cu"
+            calls.append(name)
+            return module.get_function(name)
+
+        monkeypatch.setattr(_runtime, "kernel", forced_kernel)
+        _check_all_drivers(case, dtype)
+    suffix = "_f32" if dtype == np.float32 else "_f64"
+    assert {"im2col" + suffix, "col2im" + suffix, "swap_leading_axes" + suffix} <= set(calls)
