@@ -8,18 +8,22 @@ index relations. Three drivers cover the whole convolution family:
 * :func:`conv2d_transpose_forward`  x = conv^T(y, w)    (also: the input gradient of a conv)
 * :func:`conv2d_weight`       dw from x and dL/dy       (shared by conv and transposed conv)
 
-The batch is processed in chunks of at most :data:`_CHUNK_BYTES` of workspace (unfolded input +
-GEMM product) instead of materializing ``N * C*kh*kw * OH*OW`` elements at once.
+The batch is processed in chunks of at most :data:`_THREAD_CHUNK_BYTES` of workspace (unfolded
+input + GEMM product; :data:`_CHUNK_BYTES` caps both) instead of materializing
+``N * C*kh*kw * OH*OW`` elements at once. The chunks run on all cores at once, each a
+single-threaded copy kernel + GEMM + copy kernel sequence (``_threads.run_pieces``); the
+weight gradient keeps one partial product per chunk and sums them in chunk order, so every
+result is the same whichever thread ran which chunk.
 """
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 from numba import njit
 
 from ..geometry import AxisGeometry
+from ._threads import run_pieces
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_transpose_forward", "conv2d_weight"]
 
@@ -29,13 +33,11 @@ __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_transpose_forward", "co
 # frequent contended periods (each chunk is one 2-thread BLAS call; fewer, larger calls suffer
 # less); 64 MB (the whole batch of the largest layer in one GEMM) gave the best median.
 _CHUNK_BYTES = 64 << 20
-# Workspace of one chunk on the threaded row-shift path (:func:`_run_chunks`): small enough
-# to stay in a core's L2 cache. Single-threaded GEMMs (kh*O, C*kw) @ (C*kw, cols) of the conv
+# Workspace of one chunk when the chunks run on all cores (``_threads.run_pieces``): small
+# enough to stay in a core's L2 cache. Single-threaded GEMMs (kh*O, C*kw) @ (C*kw, cols) of the conv
 # autoencoder's largest layer ran at 121 GFLOP/s per core with 10-sample chunks (~6 MB of
 # workspace) and 95 GFLOP/s on the whole batch (CPU time, one thread, same process).
 _THREAD_CHUNK_BYTES = 6 << 20
-_N_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-    (os.cpu_count() or 1)
 
 
 def _border(geom, height, width):
@@ -293,26 +295,6 @@ def _chunk(n_batch, per_sample_elems, itemsize, budget=None):
     return int(max(1, min(n_batch, budget // max(1, per_sample_elems * itemsize))))
 
 
-def _blas_set_local_threads():
-    """OpenBLAS's ``openblas_set_num_threads_local`` of NumPy's own BLAS (the number of threads
-    of BLAS calls made from the calling thread only), or None where it cannot be found."""
-    import ctypes
-    import glob
-    import os
-    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libs, "lib*openblas*.so*"))):
-        try:
-            fn = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):
-            continue
-        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-        return fn
-    return None
-
-
-_BLAS_LOCAL = _blas_set_local_threads()
-
-
 def _sum_in_order(partial):
     """partial[0] + partial[1] + ... in that order (a per-chunk result summed the same way
     whichever thread computed which chunk)."""
@@ -321,42 +303,6 @@ def _sum_in_order(partial):
         total += partial[k]
     return total
 _POOL = None
-
-
-def _run_chunks(task, starts):
-    """``task(n0)`` for every chunk start, on as many threads as there are cores, each thread
-    with a single-threaded BLAS and pulling the next chunk when done with its last one.
-
-    Independent single-threaded chunks need no barrier inside a GEMM, so a thread delayed by
-    another process only delays its own chunk (a 2-thread BLAS call waits for its slower
-    thread). Falls back to one thread (and BLAS's own threads) with one chunk, one core, or
-    without a way to set OpenBLAS's per-thread thread count."""
-    global _POOL
-    starts = list(starts)
-    n_workers = min(len(starts), _N_CORES)
-    if n_workers < 2 or _BLAS_LOCAL is None:
-        for n0 in starts:
-            task(n0)
-        return
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL = ThreadPoolExecutor(max_workers=_N_CORES - 1, thread_name_prefix="tinygen-conv")
-    queue = iter(starts)            # next() under the GIL: each start is taken once
-
-    def worker():
-        before = _BLAS_LOCAL(1)
-        try:
-            for n0 in queue:
-                task(n0)
-        finally:
-            _BLAS_LOCAL(before)
-
-    helpers = [_POOL.submit(worker) for _ in range(n_workers - 1)]
-    try:
-        worker()
-    finally:
-        for h in helpers:
-            h.result()
 
 
 def _stacked_weight(w, groups, kh, kw):
@@ -408,7 +354,7 @@ def _conv_rows(x, w, geom, groups):
                   out=z.reshape(groups, kh * og, nb * rows * ow))
         shift_sum(z, gh.dilation, oh, h_lo, y[n0:n0 + nb])
 
-    _run_chunks(chunk, range(0, n_batch, step))
+    run_pieces(chunk, range(0, n_batch, step))
     return y
 
 
@@ -440,7 +386,7 @@ def _conv_im2col(x, w, geom, groups):
                   out=yc.reshape(groups, og, nb * p))
         channels_to_batch(yc, y[n0:n0 + nb])
 
-    _run_chunks(chunk, range(0, n_batch, step))
+    run_pieces(chunk, range(0, n_batch, step))
     return y.reshape(n_batch, n_out, gh.size_out, gw.size_out)
 
 
@@ -529,7 +475,7 @@ def _conv_transpose_col2im(y, w, geom, groups):
         col2im(c, win, xp)
         x[n0:n0 + nb] = xp[:, :, top:top + height, left:left + width]
 
-    _run_chunks(chunk, range(0, n_batch, step))
+    run_pieces(chunk, range(0, n_batch, step))
     return x
 
 
@@ -573,7 +519,7 @@ def _weight_rows(x, gy, geom, groups, weight_shape):
                   xu.reshape(groups, cg * kw, nb * rows * ow).transpose(0, 2, 1),
                   out=partial[n0 // step])
 
-    _run_chunks(chunk, starts)
+    run_pieces(chunk, starts)
     dws = _sum_in_order(partial)
     # dws[g, i, o, c, j] -> dw[g*Og + o, c, i, j]
     return np.ascontiguousarray(
@@ -615,5 +561,5 @@ def conv2d_weight(x, gy, geom, groups, weight_shape):
         np.matmul(gc.reshape(groups, og, nb * p),
                   c.reshape(groups, cg * kk, nb * p).transpose(0, 2, 1), out=partial[n0 // step])
 
-    _run_chunks(chunk, starts)
+    run_pieces(chunk, starts)
     return _sum_in_order(partial).reshape(weight_shape)

@@ -1,0 +1,83 @@
+"""Running independent pieces of a CPU kernel on all cores, each with a single-threaded BLAS.
+
+Used by the conv kernels (batch chunks) and the LSTM kernels (batch slices of the recurrence).
+Each piece runs on its own Python thread: the Numba kernels are ``nogil`` and NumPy's matmul
+releases the GIL, so the pieces run at the same time. No barrier sits inside a piece, so a
+thread delayed by another process on a shared machine only delays its own pieces -- unlike a
+2-thread BLAS call or a Numba ``prange`` region, which wait for their slowest thread at every
+call (on the shared 2-core development VM those collapsed to several times their quiet time).
+
+Both OpenBLAS builds in the process are set to one thread for the calls made from these
+threads only (``openblas_set_num_threads_local``): NumPy's (``np.matmul``) and SciPy's (what
+Numba's ``np.dot`` calls inside a kernel). Without that entry point (another BLAS) the pieces
+run one after another on the calling thread.
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import threading
+
+import numpy as np
+
+__all__ = ["N_CORES", "run_pieces"]
+
+N_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+    (os.cpu_count() or 1)
+
+
+def _local_thread_setters():
+    """``openblas_set_num_threads_local`` of each OpenBLAS shipped with NumPy and SciPy."""
+    setters = []
+    site = os.path.dirname(os.path.dirname(np.__file__))
+    for libs in ("numpy.libs", "scipy.libs"):
+        for path in sorted(glob.glob(os.path.join(site, libs, "lib*openblas*.so*"))):
+            try:
+                fn = ctypes.CDLL(path).openblas_set_num_threads_local
+            except (OSError, AttributeError):
+                continue
+            fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+            setters.append(fn)
+    return setters
+
+
+_SETTERS = _local_thread_setters()
+_POOL = None
+_IN_PIECE = threading.local()      # set while a thread runs pieces: no nested fan-out
+
+
+def run_pieces(task, pieces):
+    """``task(p)`` for every ``p`` in ``pieces``, on up to :data:`N_CORES` threads (the calling
+    thread one of them), each taking the next piece when done with its last one and calling
+    BLAS single-threaded. One piece, one core, or no way to set the BLAS threads: in order on
+    the calling thread (BLAS keeping its own threads)."""
+    global _POOL
+    pieces = list(pieces)
+    n_workers = min(len(pieces), N_CORES)
+    if n_workers < 2 or not _SETTERS or getattr(_IN_PIECE, "active", False):
+        for p in pieces:
+            task(p)
+        return
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=N_CORES - 1, thread_name_prefix="tinygen-cpu")
+    queue = iter(pieces)            # next() under the GIL: each piece is taken once
+
+    def worker():
+        before = [setter(1) for setter in _SETTERS]
+        _IN_PIECE.active = True
+        try:
+            for p in queue:
+                task(p)
+        finally:
+            _IN_PIECE.active = False
+            for setter, b in zip(_SETTERS, before):
+                setter(b)
+
+    helpers = [_POOL.submit(worker) for _ in range(n_workers - 1)]
+    try:
+        worker()
+    finally:
+        for h in helpers:
+            h.result()
