@@ -289,3 +289,39 @@ def test_hardtanh_and_celu_argument_errors():
     with pytest.raises(ValueError, match="alpha"):
         F.celu(tinygen.zeros(2), 0.0)
     assert math.isclose(F.selu(tinygen.tensor([1.0])).item(), 1.0507009873554805, rel_tol=1e-6)
+
+
+IN_PLACE = [  # (in-place call, the out-of-place op it must equal)
+    (lambda t: t.lerp_(tinygen.ones(3, 4), 0.25), lambda t: F.lerp(t, tinygen.ones(3, 4), 0.25)),
+    (lambda t: t.tril_(1), lambda t: F.tril(t, 1)), (lambda t: t.triu_(-1), lambda t: F.triu(t, -1)),
+    (lambda t: t.floor_(), F.floor), (lambda t: t.ceil_(), F.ceil), (lambda t: t.trunc_(), F.trunc),
+    (lambda t: t.round_(1), lambda t: F.round(t, 1)),
+    (lambda t: t.scatter_(1, tinygen.tensor([[3], [0], [1]]), value=9.0),
+     lambda t: F.scatter(t, 1, tinygen.tensor([[3], [0], [1]]), value=9.0)),
+    (lambda t: t.scatter_add_(0, tinygen.tensor([[2, 2, 0, 1]]), tinygen.ones(1, 4)),
+     lambda t: F.scatter_add(t, 0, tinygen.tensor([[2, 2, 0, 1]]), tinygen.ones(1, 4))),
+]
+
+
+@pytest.mark.parametrize("k", range(len(IN_PLACE)))
+def test_in_place_forms(k):
+    inplace, op = IN_PLACE[k]
+    x = tinygen.tensor(np.random.default_rng(k).standard_normal((3, 4)) * 3)
+    want = op(x).numpy().copy()
+    version = x._version
+    assert inplace(x) is x
+    np.testing.assert_array_equal(x.numpy(), want)
+    assert x._version > version            # the backward of an earlier use would notice
+    graph = tinygen.ones(3, 4, requires_grad=True) * 2.0
+    with pytest.raises(RuntimeError, match="in-place"):
+        inplace(graph)
+
+
+def test_ema_update_with_lerp_in_place():
+    ema, p = tinygen.zeros(2), tinygen.ones(2, requires_grad=True)
+    with tinygen.no_grad():
+        for _ in range(3):
+            ema.lerp_(p, 1 - 0.9)
+    np.testing.assert_allclose(ema.numpy(), 1 - 0.9 ** 3, rtol=1e-6)
+    with pytest.raises(RuntimeError, match="operand"):   # p requires grad: refused outside no_grad
+        ema.lerp_(p, 0.1)

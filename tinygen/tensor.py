@@ -538,6 +538,33 @@ class Tensor:
     def topk(self, k, dim=-1, largest=True, sorted=True):
         return F.topk(self, k, dim, largest, sorted)
 
+    # in-place forms of the ops above (not on tensors that are part of a graph)
+    def _write_(self, name, fn, *args, other=None):
+        """Overwrite this tensor's memory with ``fn`` of its detached self (and detached args)."""
+        self._check_inplace(name, other)
+        detached = [a.detach() if isinstance(a, Tensor) else a for a in args]
+        self.data[...] = fn(self.detach(), *detached).data
+        return self
+
+    def lerp_(self, end, weight):
+        """In place ``self += weight * (end - self)``: the EMA update ``ema.lerp_(p, 1 - decay)``."""
+        return self._write_("lerp_", F.lerp, end, weight, other=end)
+
+    def tril_(self, diagonal=0): return self._write_("tril_", F.tril, diagonal)
+    def triu_(self, diagonal=0): return self._write_("triu_", F.triu, diagonal)
+    def floor_(self): return self._write_("floor_", F.floor)
+    def ceil_(self): return self._write_("ceil_", F.ceil)
+    def round_(self, decimals=0): return self._write_("round_", F.round, decimals)
+    def trunc_(self): return self._write_("trunc_", F.trunc)
+
+    def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
+        return self._write_("scatter_", lambda t, s: F.scatter(t, dim, index, s, value=value,
+                                                                reduce=reduce), src, other=src)
+
+    def scatter_add_(self, dim, index, src):
+        return self._write_("scatter_add_", lambda t, s: F.scatter_add(t, dim, index, s), src,
+                            other=src)
+
     # -- in-place ops (refused on tensors that require grad while grad mode is on) --------------
     def _check_inplace(self, name, other=None):
         from .autograd import is_grad_enabled
