@@ -16,3 +16,5 @@ from .classifier import MNISTClassifier  # noqa: F401
 from .gan import DCGAN, GAN, ConditionalDCGAN, MLPGAN  # noqa: F401
 from .pixelrnn import DiagonalBiLSTMPixelRNN, PixelRNN, RowLSTMPixelRNN  # noqa: F401
 from .charrnn import CharRNN  # noqa: F401
+from .wavenet import WaveNet  # noqa: F401
+from .ddpm import DDPM  # noqa: F401

@@ -38,6 +38,9 @@ define the same distribution and, fed the same random numbers, draw the same tok
 """
 from __future__ import annotations
 
+import math
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,9 +49,12 @@ from .. import functional as F
 from .. import nn
 from ..autograd import no_grad
 from ..backend import to_numpy
+from ..data import dynamic_binarize, static_binarize
 from ..tensor import Tensor, empty, tensor
+from .base import GenerativeModel, register
+from .phases import Phase
 
-__all__ = ["WaveNetConfig", "WaveNetNet", "GatedResidualLayer", "CausalConv1d",
+__all__ = ["WaveNet", "WaveNetModelConfig", "WaveNetConfig", "WaveNetNet", "GatedResidualLayer", "CausalConv1d",
            "receptive_field", "FastGenerator", "generate_naive", "generate_fast",
            "draw_categorical"]
 
@@ -274,3 +280,143 @@ def generate_fast(net: WaveNetNet, prompt, length, rng, temperature=1.0):
         out.append(nxt[:, None])
         logits = gen.push(nxt)
     return np.concatenate(out, axis=1)
+
+
+# -- the registered model -----------------------------------------------------------------------
+@dataclass
+class WaveNetModelConfig:
+    dataset: str = "text"          # "text" (char-rnn's data and split) or "mnist" (binarized)
+    seq_len: int = 64              # text: characters per window (char-rnn's 64, so numbers compare)
+    residual_channels: int = 64    # R
+    dilation_channels: int = 64    # D
+    skip_channels: int = 128       # S
+    kernel_size: int = 2           # k
+    dilation_layers: int = 6       # dilations 1 .. 2^(n-1) per stack (mnist: 10 sees 1,023 pixels)
+    stacks: int = 2                # repeats of the stack
+    generator: str = "fast"        # "fast" (per-layer queues) or "naive" (recompute per token)
+    prompt: str = "The "           # text: what samples start from
+    temperature: float = 0.8       # text: sampling from softmax(logits / tau); mnist uses 1
+    sample_length: int = 500       # text: characters drawn per sample
+    binarize_seed: int = 0         # mnist: seed of the static binarization used for evaluation
+
+
+@register
+class WaveNet(GenerativeModel):
+    """WaveNet over characters (bits/char on char-rnn's split) or over binarized MNIST read in
+    raster order (exact NLL in nats, beside pixelrnn-row). For MNIST the sequence starts with a
+    start token (id 2), so that every one of the 784 pixels is predicted."""
+    model_name = "wavenet"
+    description = ("WaveNet: causal dilated convolutions, gated units, fast generation; text "
+                   "(bits/char) or binarized MNIST as a 784-step sequence (NLL)")
+    Config = WaveNetModelConfig
+    train_defaults = {"epochs": 10, "lr": 2e-3, "batch_size": 32}
+    eval_batch_size = 100
+    START = 2                                        # mnist: the start token (pixels are 0/1)
+
+    def __init__(self, config=None):
+        super().__init__(config or WaveNetModelConfig())
+        c = self.config
+        if c.dataset not in ("text", "mnist"):
+            raise ValueError(f"dataset must be 'text' or 'mnist', got {c.dataset!r}")
+        if c.generator not in ("fast", "naive"):
+            raise ValueError(f"generator must be 'fast' or 'naive', got {c.generator!r}")
+        if c.seq_len < 1 or c.sample_length < 0 or not c.temperature > 0:
+            raise ValueError(f"seq_len must be >= 1, sample_length >= 0 and temperature > 0, got "
+                             f"{c.seq_len}, {c.sample_length}, {c.temperature}")
+        from .charrnn import ALPHABET
+        n_in, n_out = (len(ALPHABET), len(ALPHABET)) if c.dataset == "text" else (3, 2)
+        self.net = WaveNetNet(n_in, n_out, WaveNetConfig(
+            c.residual_channels, c.dilation_channels, c.skip_channels, c.kernel_size,
+            c.dilation_layers, c.stacks))
+        print(f"wavenet: receptive field {self.net.receptive_field} tokens "
+              f"({len(self.net.dilations)} layers, dilations {self.net.dilations})",
+              file=sys.stderr)
+
+    @property
+    def select(self):
+        return "bits_per_char" if self.config.dataset == "text" else "nll_nats"
+
+    # -- data ----------------------------------------------------------------------------------
+    def load_data(self, data_dir=None, val_fraction=0.1, seed=0):
+        """text: char-rnn's windows of ``seq_len + 1`` characters and its consecutive split
+        (the same code); mnist: the MNIST digits of every image model."""
+        if self.config.dataset == "text":
+            from .charrnn import CharRNN
+            return CharRNN.load_data(self, data_dir, val_fraction, seed)
+        data, desc = super().load_data(data_dir, val_fraction, seed)
+        desc["binarization"] = f"train dynamic, evaluation static (seed {self.config.binarize_seed})"
+        return data, desc
+
+    def sequences(self, pixels):
+        """mnist: binary images (N, 1, 28, 28) -> token ids (N, 785): the start token, then the
+        pixels in raster order."""
+        flat = np.asarray(pixels).reshape(len(pixels), -1).astype(np.int64)     # (N, 784)
+        return np.concatenate([np.full((len(flat), 1), self.START, np.int64), flat], axis=1)
+
+    def prepare(self, arrays, rng):
+        """Host side: mnist images binarized afresh (dynamic binarization) and made sequences."""
+        if self.config.dataset == "text":
+            return arrays
+        return (self.sequences(dynamic_binarize(arrays[0], rng)), arrays[1])
+
+    def nll(self, seqs, reduction="mean"):
+        """-log p of every token after the first of ``seqs`` (N, T+1), in nats per token
+        (``mean``) or per sequence (``none``: (N,))."""
+        per_token = self.net.nll(seqs[:, :-1], seqs[:, 1:], reduction="none")    # (N, T)
+        return per_token.mean() if reduction == "mean" else per_token.sum(dim=1)
+
+    def training_loss(self, batch, rng):
+        return self.nll(batch[0]), {}
+
+    def phases(self, data):
+        return [Phase("train", self.parameters, self.training_loss,
+                      evaluate=(lambda: self.evaluate(data.val)) if data.val is not None else None,
+                      select=self.select, prepare=self.prepare)]
+
+    def evaluate(self, dataset):
+        """text: ``bits_per_char``/``nats_per_char`` over the windows (each read from zeros, as
+        char-rnn); mnist: exact ``nll_nats`` per image on the statically binarized images and
+        ``bits_per_dim``."""
+        if self.config.dataset == "text":
+            total, count = 0.0, 0
+            for value, n in self.batched(lambda w: float(self.nll(tensor(w))), dataset.images):
+                total, count = total + value * n, count + n
+            nats = total / max(count, 1)
+            return {"bits_per_char": nats / math.log(2), "nats_per_char": nats}
+        seqs = self.sequences(static_binarize(dataset.images, self.config.binarize_seed))
+        total = sum(float(np.sum(part, dtype=np.float64)) for part, _ in
+                    self.batched(lambda s: self.nll(tensor(s), "none").numpy(), seqs))
+        nll = total / len(seqs)
+        return {"nll_nats": nll, "bits_per_dim": nll / (784 * math.log(2))}
+
+    # -- generation ----------------------------------------------------------------------------
+    def generate(self, prompt_ids, length, rng, temperature=1.0):
+        """``length`` tokens after ``prompt_ids`` (N, P) with the configured generator."""
+        fn = generate_fast if self.config.generator == "fast" else generate_naive
+        self.eval()
+        return fn(self.net, prompt_ids, length, rng, temperature)
+
+    def sample(self, n, rng):
+        """text: ``n`` strings of ``sample_length`` characters after ``prompt``; mnist: ``n``
+        binary images (n, 1, 28, 28), pixel by pixel."""
+        c = self.config
+        if c.dataset == "text":
+            from .charrnn import decode, encode
+            prompt = np.repeat(encode(c.prompt or "\n")[None], n, axis=0)
+            ids = self.generate(prompt, c.sample_length, rng, c.temperature)
+            return [decode(row) for row in ids]
+        ids = self.generate(np.full((n, 1), self.START, np.int64), 784, rng)
+        return ids[:, 1:].reshape(n, 1, 28, 28).astype(np.float32)
+
+    def save_samples(self, n, rng, path):
+        """text: a .txt file of samples (char-rnn's format); mnist: a PNG grid."""
+        if self.config.dataset == "text":
+            from .charrnn import CharRNN
+            return CharRNN.save_samples(self, n, rng, path)
+        return super().save_samples(n, rng, path)
+
+    def pictures(self, out_dir, dataset, rng):
+        """text: samples.txt (4 samples); mnist: samples.png (36 samples)."""
+        if self.config.dataset == "text":
+            return [self.save_samples(4, rng, os.path.join(out_dir, "samples.txt"))]
+        return [self.save_samples(36, rng, os.path.join(out_dir, "samples.png"))]
