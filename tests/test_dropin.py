@@ -400,6 +400,8 @@ def test_dropout2d_drops_whole_channels():
     per_channel = y.reshape(8, 16, 9)
     assert np.all(per_channel.min(-1) == per_channel.max(-1))      # constant per channel
     assert set(np.unique(y)) <= {0.0, 2.0} and 0.3 < (y == 0).mean() < 0.7
+    y3 = layer(tinygen.ones(4, 6, 5)).numpy()                # (N, C, L), as torch reads it
+    assert np.all(y3.min(-1) == y3.max(-1))
     layer.eval()
     assert np.all(layer(tinygen.ones(2, 3, 2, 2)).numpy() == 1.0)
 

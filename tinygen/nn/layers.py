@@ -354,16 +354,19 @@ class Dropout(Module):
 
 class Dropout2d(Dropout):
     """Channel dropout (PyTorch's ``nn.Dropout2d``): in training, zero each whole channel of an
-    (N, C, H, W) or (C, H, W) input with probability ``p`` and scale the rest by 1/(1-p)."""
+    (N, C, H, W) input with probability ``p`` and scale the rest by 1/(1-p).
+
+    As PyTorch does today, axis 1 is the channel axis whatever the rank: a 3-D input is read as
+    (N, C, L) and a 2-D input (N, C) gets plain dropout (PyTorch warns about both)."""
 
     def forward(self, input):
-        if input.ndim not in (3, 4):
-            raise ValueError(f"Dropout2d: input must have shape (N, C, H, W) or (C, H, W), got "
+        if input.ndim < 2:
+            raise ValueError(f"Dropout2d: input must have a batch and a channel axis, got shape "
                              f"{tuple(input.shape)}")
         if not self.training or self.p == 0.0:
             return input
         from ..tensor import ones
-        mask_shape = input.shape[:-2] + (1, 1)                           # one draw per channel
+        mask_shape = input.shape[:2] + (1,) * (input.ndim - 2)           # one draw per channel
         mask = F.dropout(ones(mask_shape, dtype=input.dtype, device=input.device), self.p, True,
                          generator=self.generator)
         return input * mask
