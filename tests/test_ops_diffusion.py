@@ -2,8 +2,9 @@
 (float64 naive references, hypothesis-drawn shapes and arguments, central differences, second
 order, PyTorch as oracle): sin/cos/erf, SiLU/GELU, lerp, layer_norm/group_norm, interpolate
 (nearest, bilinear, linear), one_hot, scaled_dot_product_attention, einsum, masked_fill,
-gather/scatter/scatter_add, cumsum/cumprod, tril/triu, max/avg/adaptive-avg pooling, F.pad's
-reflect/replicate/circular modes; and the nn modules over them against PyTorch's."""
+gather/scatter/scatter_add, cumsum/cumprod, tril/triu, max/avg/adaptive-avg pooling (2-D and
+1-D), interpolate's trilinear and area modes, F.pad's reflect/replicate/circular modes; and the nn
+modules over them against PyTorch's."""
 import math
 import warnings
 
@@ -712,3 +713,92 @@ def test_pad_mode_errors():
         F.pad(x, (3, 0), mode="reflect")
     with pytest.raises(ValueError, match="mode must be"):
         F.pad(x, (1, 1), mode="mirror")
+
+
+# -- 1-D pooling, area and trilinear interpolation --------------------------------------------------
+@given(data=st.data(), how=st.sampled_from(["max", "avg"]))
+def test_pool1d(data, how):
+    (n, c, _, length), (_, k), (_, s), (_, p), (_, d), ceil = data.draw(_pool_case(
+        dilation=how == "max"))
+    x = data.draw(distinct_arrays((n, c, length)))
+    ref = lambda a: _pool_ref(a[:, :, None], (1, k), (1, s), (0, p), (1, d), ceil,  # noqa: E731
+                              how)[:, :, 0]
+    if how == "max":
+        check_op(lambda t: F.max_pool1d(t, k, s, p, d, ceil), [x], reference=ref,
+                 torch_fn=lambda t: TF.max_pool1d(t, k, s, p, d, ceil), second_order="zero")
+        assert nn.MaxPool1d(k, s, p, d, ceil_mode=ceil)(tinygen.tensor(x)).shape == \
+            ref(x).shape
+    else:
+        check_op(lambda t: F.avg_pool1d(t, k, s, p, ceil), [x], reference=ref,
+                 torch_fn=lambda t: TF.avg_pool1d(t, k, s, p, ceil), second_order="zero")
+        assert nn.AvgPool1d(k, s, p, ceil)(tinygen.tensor(x)).shape == ref(x).shape
+
+
+@given(data=st.data())
+def test_adaptive_avg_pool1d(data):
+    x = data.draw(arrays((2, 1, data.draw(st.integers(1, 7)))))
+    out = data.draw(st.integers(1, 4))
+    check_op(lambda t: F.adaptive_avg_pool1d(t, out), [x],
+             reference=lambda a: np.stack([a[..., (i * a.shape[-1]) // out:
+                                             -(-((i + 1) * a.shape[-1]) // out)].mean(-1)
+                                           for i in range(out)], -1),
+             torch_fn=lambda t: TF.adaptive_avg_pool1d(t, out), second_order="zero")
+    assert nn.AdaptiveAvgPool1d(out)(tinygen.tensor(x)).shape == (2, 1, out)
+
+
+def _separable_ref(x, out_sizes, weights_of):
+    """Resample each spatial axis in turn with the (n_out, n_in) matrix ``weights_of(k, n_in,
+    n_out)``, element by element."""
+    for k, n_out in enumerate(out_sizes):
+        axis = 2 + k
+        n_in = x.shape[axis]
+        w = weights_of(k, n_in, n_out)
+        moved = np.moveaxis(x, axis, -1)
+        out = np.zeros(moved.shape[:-1] + (n_out,))
+        for i in range(n_out):
+            for j in range(n_in):
+                out[..., i] += w[i, j] * moved[..., j]
+        x = np.moveaxis(out, -1, axis)
+    return x
+
+
+def _linear_weights(n_in, n_out, scale, align):
+    w = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        i0, rest = _source_index("linear", i, n_in, n_out, scale, align)
+        i1, lam = rest
+        w[i, i0] += 1 - lam
+        w[i, i1] += lam
+    return w
+
+
+def _area_weights(n_in, n_out):
+    w = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        lo, hi = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+        w[i, lo:hi] = 1.0 / (hi - lo)
+    return w
+
+
+@given(data=st.data(), align=st.sampled_from([None, True]), by_size=st.booleans())
+def test_interpolate_trilinear(data, align, by_size):
+    x = data.draw(arrays((1, 1) + tuple(data.draw(st.integers(1, 3)) for _ in range(3))))
+    if by_size:
+        size = tuple(data.draw(st.integers(1, 4)) for _ in range(3))
+        kw, scales = {"size": size}, (None,) * 3
+    else:
+        kw, size, scales = {"scale_factor": 2}, tuple(2 * n for n in x.shape[2:]), (0.5,) * 3
+    check_op(lambda t: F.interpolate(t, mode="trilinear", align_corners=align, **kw), [x],
+             reference=lambda a: _separable_ref(a, size, lambda k, i, o: _linear_weights(
+                 i, o, scales[k], bool(align))),
+             torch_fn=lambda t: TF.interpolate(t, mode="trilinear", align_corners=align, **kw),
+             second_order="zero")
+
+
+@given(data=st.data(), dims=st.integers(1, 3))
+def test_interpolate_area(data, dims):
+    x = data.draw(arrays((1, 2) + tuple(data.draw(st.integers(1, 5)) for _ in range(dims))))
+    size = tuple(data.draw(st.integers(1, 4)) for _ in range(dims))
+    check_op(lambda t: F.interpolate(t, size=size, mode="area"), [x],
+             reference=lambda a: _separable_ref(a, size, lambda k, i, o: _area_weights(i, o)),
+             torch_fn=lambda t: TF.interpolate(t, size=size, mode="area"), second_order="zero")

@@ -114,9 +114,10 @@ def _check_index(name, x, dim, index, src=None):
     return d, idx
 
 
-def gather(input, dim, index) -> Tensor:
+def gather(input, dim, index, *, sparse_grad: bool = False) -> Tensor:
     """``out[i][j][k] = input[index[i][j][k]][j][k]`` for ``dim=0`` (and likewise for other
-    dims); ``out`` has ``index``'s shape."""
+    dims); ``out`` has ``index``'s shape. ``sparse_grad`` is accepted and ignored (the gradient
+    is dense)."""
     x = check_tensor(input, "input")
     d, idx = _check_index("gather", x, dim, index)
     return Gather.apply(x, dim=d, index=idx)

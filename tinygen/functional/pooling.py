@@ -1,5 +1,6 @@
 """Pooling and resampling of images: ``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d`` and
-``interpolate`` (nearest, nearest-exact, linear, bilinear), with PyTorch's arguments and output
+``interpolate`` (nearest, nearest-exact, linear, bilinear, trilinear, area), and their 1-D
+forms ``max_pool1d``, ``avg_pool1d``, ``adaptive_avg_pool1d``, with PyTorch's arguments and output
 sizes.
 
 All are built from differentiable primitives, so gradients of every order come from the engine:
@@ -24,7 +25,8 @@ from .indexing import gather
 from .linalg import matmul
 from .shape import pad
 
-__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "interpolate"]
+__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "interpolate", "max_pool1d",
+           "avg_pool1d", "adaptive_avg_pool1d"]
 
 
 def _pair(name, arg, value):
@@ -205,7 +207,8 @@ def _interp_matrix(mode, n_in, n_out, scale, align_corners):
     return m
 
 
-_MODES = {"nearest": (1, 2, 3), "nearest-exact": (1, 2, 3), "linear": (1,), "bilinear": (2,)}
+_MODES = {"nearest": (1, 2, 3), "nearest-exact": (1, 2, 3), "linear": (1,), "bilinear": (2,),
+          "trilinear": (3,), "area": (1, 2, 3)}
 
 
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
@@ -213,8 +216,8 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     """Resample the spatial axes of an (N, C, L) / (N, C, H, W) / (N, C, D, H, W) input.
 
     ``mode``: ``"nearest"`` (PyTorch's legacy rule ``src = floor(dst * scale)``),
-    ``"nearest-exact"``, ``"linear"`` (3-D input) or ``"bilinear"`` (4-D input), with
-    ``align_corners`` as in PyTorch. Give exactly one of ``size`` and ``scale_factor``; the output
+    ``"nearest-exact"``, ``"linear"`` / ``"bilinear"`` / ``"trilinear"`` (3-, 4-, 5-D input),
+    with ``align_corners`` as in PyTorch, or ``"area"`` (adaptive average pooling). Give exactly one of ``size`` and ``scale_factor``; the output
     size is ``floor(in * scale_factor)``.
     """
     x = check_tensor(input, "input")
@@ -228,7 +231,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         raise TypeError(f"interpolate: input must be floating point, got dtype {x.dtype}")
     if antialias:
         raise ValueError("interpolate: antialias=True is not supported")
-    if align_corners is not None and mode.startswith("nearest"):
+    if align_corners is not None and (mode.startswith("nearest") or mode == "area"):
         raise ValueError("interpolate: align_corners only applies to linear modes")
     if (size is None) == (scale_factor is None):
         raise ValueError("interpolate: give exactly one of size and scale_factor")
@@ -254,9 +257,60 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     for k, (n_in, n_out, scale) in enumerate(zip(in_sizes, out_sizes, scales)):
         if n_in == n_out and scale in (None, 1.0):
             continue
-        m = _interp_matrix(mode, n_in, n_out, scale, bool(align_corners))
-        m = Tensor._wrap(x._xp.asarray(m.astype(x.dtype)))       # (n_out, n_in)
+        if mode == "area":
+            m = _adaptive_matrix(x._xp, n_in, n_out, x.dtype)
+        else:
+            m = _interp_matrix(mode, n_in, n_out, scale, bool(align_corners))
+            m = Tensor._wrap(x._xp.asarray(m.astype(x.dtype)))   # (n_out, n_in)
         axis = 2 + k
         moved = out.transpose(axis, -1)                          # the resampled axis last
         out = matmul(moved, m.mT).transpose(axis, -1)
     return out
+
+
+# -- 1-D forms: the 2-D ops on a height-1 image ------------------------------------------------------
+def _as_2d(name, x):
+    """(N, C, L) or (C, L) -> (N, C, 1, L) or (C, 1, L)."""
+    x = check_tensor(x, "input")
+    if x.ndim not in (2, 3):
+        raise ValueError(f"{name}: expected a 2-D (C, L) or 3-D (N, C, L) input, got shape "
+                         f"{tuple(x.shape)}")
+    return x.unsqueeze(-2)
+
+
+def _first(name, arg, value):
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{name}: {arg} must be an int or a 1-tuple, got {value!r}")
+        value = value[0]
+    return value
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Maximum over each window of ``kernel_size`` along the last axis."""
+    one = (lambda a, v: (1, _first("max_pool1d", a, v)))
+    out = max_pool2d(_as_2d("max_pool1d", input), one("kernel_size", kernel_size),
+                     None if stride is None else one("stride", stride),
+                     (0, _first("max_pool1d", "padding", padding)), one("dilation", dilation),
+                     ceil_mode, return_indices)
+    if return_indices:
+        return out[0].squeeze(-2), out[1].squeeze(-2)
+    return out.squeeze(-2)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """Mean over each window of ``kernel_size`` along the last axis."""
+    one = (lambda a, v: (1, _first("avg_pool1d", a, v)))
+    return avg_pool2d(_as_2d("avg_pool1d", input), one("kernel_size", kernel_size),
+                      None if stride is None else one("stride", stride),
+                      (0, _first("avg_pool1d", "padding", padding)), ceil_mode,
+                      count_include_pad).squeeze(-2)
+
+
+def adaptive_avg_pool1d(input, output_size) -> Tensor:
+    """Average pooling of the last axis to ``output_size`` positions."""
+    return adaptive_avg_pool2d(_as_2d("adaptive_avg_pool1d", input),
+                               (1, _first("adaptive_avg_pool1d", "output_size",
+                                          output_size))).squeeze(-2)

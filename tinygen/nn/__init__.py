@@ -14,6 +14,7 @@ from .activation import __all__ as _activation
 from .attention import MultiheadAttention
 from .normalization import GroupNorm, LayerNorm
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample
+from .pooling import AdaptiveAvgPool1d, AvgPool1d, MaxPool1d
 from .module import Module, Parameter
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .layers import Dropout2d
@@ -28,4 +29,5 @@ __all__ = ["Module", "Parameter", "init", "utils", "Conv1d", "Conv2d", "ConvTran
            "Unflatten", "LSTM", "LSTMCell", "MaskedConv2d", "GRU", "GRUCell", "RNN", "RNNCell",
            "Dropout2d", "Embedding", "functional"]
 __all__ += _activation + ["MultiheadAttention", "GroupNorm", "LayerNorm", "AdaptiveAvgPool2d",
-                          "AvgPool2d", "MaxPool2d", "Upsample"]
+                          "AvgPool2d", "MaxPool2d", "Upsample", "AdaptiveAvgPool1d", "AvgPool1d",
+                          "MaxPool1d"]
