@@ -233,10 +233,13 @@ def conv_ae_step(batch=100, repeat=50, channels=32, latent=8):
 # -- LSTM ------------------------------------------------------------------------------------------
 def lstm_sequences(sizes=None, repeat=20):
     """Forward + backward of one LSTM layer over a sequence (loss sum(out * u)), tinygen's fused
-    CUDA kernels vs torch.nn.LSTM (cuDNN), float32."""
+    CUDA kernels vs torch.nn.LSTM (cuDNN), float32. tinygen runs both ways of the recurrence
+    (``kernels.cuda.lstm.RECURRENCE``): the whole-sequence kernels (``tinygen_fwdbwd_ms``, the
+    default) and a GEMM + gate kernel per step (``tinygen_per_step_ms``)."""
     import numpy as np
     import tinygen
     from tinygen import functional as F
+    from tinygen.kernels.cuda import lstm as cuda_lstm
 
     cp = _cupy()
     time_ms, clock = _gpu_timer(cp)
@@ -261,7 +264,14 @@ def lstm_sequences(sizes=None, repeat=20):
             out, _ = F.lstm(x, None, tp["w_ih"], tp["w_hh"], tp["b_ih"], tp["b_hh"])
             (out * tu).sum().backward()
 
-        row = {"size": f"T={t} N={n} I={i} H={h}", "tinygen_fwdbwd_ms": time_ms(tg_fb, repeat)}
+        row = {"size": f"T={t} N={n} I={i} H={h}"}
+        default = cuda_lstm.RECURRENCE
+        try:
+            for mode, key in (("sequence", "tinygen_fwdbwd_ms"), ("step", "tinygen_per_step_ms")):
+                cuda_lstm.RECURRENCE = mode
+                row[key] = time_ms(tg_fb, repeat)
+        finally:
+            cuda_lstm.RECURRENCE = default
         if torch is not None:
             lstm = torch.nn.LSTM(i, h).cuda()
             with torch.no_grad():
@@ -314,9 +324,11 @@ def markdown(result) -> str:
               f"| batch {s['batch']} | {_fmt(s['tinygen_step_ms'])} | "
               f"{_fmt(s.get('torch_step_ms'))} "
               f"| {_fmt(s['ratio'])} |",
-              "", "| LSTM fwd+bwd | tinygen ms | torch (cuDNN) ms | ratio |", "|---|---|---|---|"]
+              "", "| LSTM fwd+bwd | tinygen ms (whole sequence) | tinygen ms (per step) | "
+              "torch (cuDNN) ms | ratio |", "|---|---|---|---|---|"]
     for r in result["lstm"]["rows"]:
         lines.append(f"| {r['size']} | {_fmt(r['tinygen_fwdbwd_ms'])} | "
+                     f"{_fmt(r['tinygen_per_step_ms'])} | "
                      f"{_fmt(r.get('torch_fwdbwd_ms'))} | {_fmt(r['ratio'])} |")
     return "\n".join(lines) + "\n"
 

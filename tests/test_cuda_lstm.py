@@ -8,6 +8,8 @@ The CPU kernels run float32 through their rational tanh (``fast``), as the ops c
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -29,6 +31,20 @@ def _assert_close(name, got, ref, dtype):
 def _compare(cp, names, dev_results, cpu_results, dtype):
     for name, dev, ref in zip(names, dev_results, cpu_results):
         _assert_close(name, cp.asnumpy(dev), ref, dtype)
+
+
+@contextlib.contextmanager
+def _recurrence(mode, max_hidden=None):
+    """Run the block with kernels.cuda.lstm.RECURRENCE = ``mode`` (and MAX_SEQUENCE_HIDDEN)."""
+    from tinygen.kernels.cuda import lstm as cuda_lstm
+    saved = cuda_lstm.RECURRENCE, cuda_lstm.MAX_SEQUENCE_HIDDEN
+    cuda_lstm.RECURRENCE = mode
+    if max_hidden is not None:
+        cuda_lstm.MAX_SEQUENCE_HIDDEN = max_hidden
+    try:
+        yield
+    finally:
+        cuda_lstm.RECURRENCE, cuda_lstm.MAX_SEQUENCE_HIDDEN = saved
 
 
 @st.composite
@@ -63,10 +79,14 @@ def test_cell_forward_matches_cpu(n, hid, seed, dtype):
                  cpu_lstm.lstm_cell_forward(z, c), dtype)
 
 
+RECURRENCES = ("sequence", "step")     # kernels.cuda.lstm.RECURRENCE: whole-sequence or per-step
+
+
+@pytest.mark.parametrize("recurrence", RECURRENCES)
 @pytest.mark.parametrize("order", ORDERS)
 @given(sizes=lstm_sizes(), dtype=st.sampled_from(DTYPES))
-@settings(max_examples=12)
-def test_sequence_forward_and_backward_match_cpu(order, sizes, dtype):
+@settings(max_examples=10)
+def test_sequence_forward_and_backward_match_cpu(recurrence, order, sizes, dtype):
     from tinygen.kernels.cuda import lstm as cuda_lstm
     a = _lstm_arrays(sizes, dtype)
     fast = dtype == np.float32
@@ -75,7 +95,7 @@ def test_sequence_forward_and_backward_match_cpu(order, sizes, dtype):
     ref_bwd = cpu_lstm.lstm_sequence_backward(a["dhs"], a["dc_last"], a["x"], a["h0"], a["c0"],
                                               a["w_ih"], a["w_hh"], *ref_fwd)
     assert fast == (ref_fwd[0].dtype == np.float32)
-    with device_cupy() as cp, thread_order(order, seed=3):
+    with device_cupy() as cp, thread_order(order, seed=3), _recurrence(recurrence):
         d = {k: cp.asarray(v) for k, v in a.items()}
         fwd = cuda_lstm.lstm_sequence_forward(d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"],
                                               d["b"])
@@ -85,9 +105,10 @@ def test_sequence_forward_and_backward_match_cpu(order, sizes, dtype):
         _compare(cp, ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db"), bwd, ref_bwd, dtype)
 
 
+@pytest.mark.parametrize("recurrence", RECURRENCES)
 @given(sizes=lstm_sizes(), dtype=st.sampled_from(DTYPES))
 @settings(max_examples=8)
-def test_recurrence_with_given_projections_matches_cpu(sizes, dtype):
+def test_recurrence_with_given_projections_matches_cpu(recurrence, sizes, dtype):
     """lstm_recurrence_forward/backward directly (PixelRNN's path), W_hh^T passed as a view."""
     from tinygen.kernels.cuda import lstm as cuda_lstm
     a = _lstm_arrays(sizes, dtype)
@@ -98,7 +119,7 @@ def test_recurrence_with_given_projections_matches_cpu(sizes, dtype):
                                            np.ascontiguousarray(a["w_hh"].T), fast)
     ref_b = cpu_lstm.lstm_recurrence_backward(a["dhs"], a["dc_last"], ref[2], ref[1], a["c0"],
                                               a["w_hh"], fast)
-    with device_cupy() as cp:
+    with device_cupy() as cp, _recurrence(recurrence):
         d = {k: cp.asarray(v) for k, v in a.items()}
         fwd = cuda_lstm.lstm_recurrence_forward(cp.asarray(xg), d["h0"], d["c0"], d["w_hh"].T,
                                                 fast)
@@ -148,3 +169,36 @@ def test_bad_dtypes_are_refused_with_the_function_name():
         with pytest.raises(TypeError, match="same dtype"):
             cuda_lstm.conv_lstm_forward(cp.zeros((1, 1, 4, 3), dtype=np.float32),
                                         cp.zeros((4, 1, 2), dtype=np.float64), 0)
+
+
+def test_whole_sequence_kernels_are_used_up_to_their_hidden_size(monkeypatch):
+    """RECURRENCE "sequence": one launch each way while H <= MAX_SEQUENCE_HIDDEN, the per-step
+    kernels above it; a bad RECURRENCE value is a clear error."""
+    from tinygen.kernels.cuda import _runtime
+    from tinygen.kernels.cuda import lstm as cuda_lstm
+    a = _lstm_arrays((3, 2, 2, 3, 5), np.float64)
+    names = []
+    launch = _runtime.launch
+
+    def spy(cu_file, name, *args):
+        names.append(name)
+        return launch(cu_file, name, *args)
+
+    monkeypatch.setattr(_runtime, "launch", spy)
+    with device_cupy() as cp:
+        d = {k: cp.asarray(v) for k, v in a.items()}
+
+        def run():
+            names.clear()
+            fwd = cuda_lstm.lstm_sequence_forward(d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"],
+                                                  d["b"])
+            cuda_lstm.lstm_sequence_backward(d["dhs"], d["dc_last"], d["x"], d["h0"], d["c0"],
+                                             d["w_ih"], d["w_hh"], *fwd)
+            return list(names)
+
+        with _recurrence("sequence"):
+            assert run() == ["lstm_seq_forward_f64", "lstm_seq_backward_f64"]
+        with _recurrence("sequence", max_hidden=2):
+            assert run() == ["lstm_step_forward_f64"] * 3 + ["lstm_step_backward_f64"] * 3
+        with _recurrence("steps"), pytest.raises(ValueError, match="RECURRENCE"):
+            run()

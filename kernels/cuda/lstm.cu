@@ -13,16 +13,22 @@
 //     dz_i = dc * g * i (1 - i),   dz_f = dc * c_{t-1} * f (1 - f),
 //     dz_g = dc * i * (1 - g^2),   dz_o = dh * tanh(c_t) * o (1 - o),    dc_{t-1} = dc * f
 //
-// The recurrent GEMMs (h_{t-1} W_hh^T forward, dz_t W_hh backward) run in cuBLAS through CuPy
-// (lstm.py); each step is then one launch of a kernel here. PixelRNN's convolutional LSTM (the
-// state a line of L positions, the state-to-state map a 1-D convolution of k taps) has its
-// convolution fused into the gate kernels: one launch per step forward and backward.
+// Two ways to run the recurrence (lstm.py chooses, see RECURRENCE there):
+// * per step: the recurrent GEMMs (h_{t-1} W_hh^T forward, dz_t W_hh backward) run in cuBLAS
+//   through CuPy and each step is then one launch of a fused gate kernel (lstm_step_*);
+// * whole sequence (lstm_seq_*): one block per sample runs the entire time loop, its
+//   matrix-vector products included, in one launch forward and one backward.
+// PixelRNN's convolutional LSTM (the state a line of L positions, the state-to-state map a 1-D
+// convolution of k taps) has its convolution fused into the gate kernels: one launch per step
+// forward and backward.
 //
 // Kernel rules (so that NVRTC, nvcc and the g++ emulator under tests/ all accept this file): no
 // #include; extern "C" __global__ entry points with scalar or pointer parameters; 1-D launches with
-// grid-stride loops, one thread per output element (no thread reads what another thread of the
-// same launch writes): no shared memory, barriers or atomics. float32 and float64 kernels come
-// from one template body each, stamped out by TG_STAMP as <name>_f32 and <name>_f64.
+// grid-stride loops. The per-step kernels give each thread its own output elements (no shared
+// memory, barriers or atomics); the whole-sequence kernels use static shared memory and
+// __syncthreads only in loops that every thread of the block runs alike, and no block reads what
+// another writes. float32 and float64 kernels come from one template body each, stamped out by
+// TG_STAMP as <name>_f32 and <name>_f64.
 
 __device__ float tg_exp(float x) { return expf(x); }
 __device__ double tg_exp(double x) { return exp(x); }
@@ -102,6 +108,106 @@ __device__ void lstm_step_backward_body(const T* dh_t, const T* dh_rec, const T*
         dz_t[row + 2 * hid + j] = dct * ig * ((T)1 - gg * gg);
         dz_t[row + 3 * hid + j] = dh * tc * og * ((T)1 - og);
         dc[idx] = dct * fg;
+    }
+}
+
+// -- the whole recurrence in one launch: one block per sample -------------------------------------
+// The samples of a batch never interact, so one block can run the whole time loop of one sample
+// (grid-stride over the samples), its own matrix-vector product W_hh h_{t-1} included, with
+// __syncthreads between steps: one launch for the sequence instead of two per step (a GEMM and
+// the gate kernel), at the price of each block reading W_hh once per step (from L2). Threads own
+// hidden units j (j = threadIdx.x, + blockDim.x, ...). Shared memory holds the state vector of
+// the current sample, double-buffered so that one barrier per step separates the reads of
+// h_{t-1} from the writes of h_t. Barriers sit only in loops whose bounds are the same for every
+// thread of the block (samples, steps).
+#define TG_LSTM_MAX_HID 1024
+
+// Forward. xg (T, N, 4H); h0, c0 (N, H); w_hh_t (H, 4H) = W_hh^T, so that for a fixed k the
+// threads read consecutive entries w_hh_t[k, g*H + j]; outputs hs, cs (T, N, H), acts (T, N, 4H).
+template <typename T>
+__device__ void lstm_seq_forward_body(const T* xg, const T* h0, const T* c0, const T* w_hh_t,
+                                      T* hs, T* cs, T* acts, int steps, int n_batch, int hid) {
+    __shared__ T h_sh[2][TG_LSTM_MAX_HID];
+    const long long h4 = 4LL * hid;
+    for (int n = blockIdx.x; n < n_batch; n += gridDim.x) {
+        for (int j = threadIdx.x; j < hid; j += blockDim.x) h_sh[0][j] = h0[(long long)n * hid + j];
+        __syncthreads();
+        for (int t = 0; t < steps; ++t) {
+            const T* h_prev = h_sh[t & 1];
+            const long long row = ((long long)t * n_batch + n) * h4;           // (t, n) of xg, acts
+            const long long state = ((long long)t * n_batch + n) * hid;        // (t, n) of hs, cs
+            for (int j = threadIdx.x; j < hid; j += blockDim.x) {
+                T zi = xg[row + j], zf = xg[row + hid + j];
+                T zg = xg[row + 2 * hid + j], zo = xg[row + 3 * hid + j];
+                for (int k = 0; k < hid; ++k) {
+                    const T hk = h_prev[k];
+                    const T* w = w_hh_t + k * h4 + j;
+                    zi += w[0] * hk;
+                    zf += w[hid] * hk;
+                    zg += w[2 * hid] * hk;
+                    zo += w[3 * hid] * hk;
+                }
+                const T ig = tg_sigmoid(zi), fg = tg_sigmoid(zf);
+                const T gg = tg_tanh(zg), og = tg_sigmoid(zo);
+                const T c_prev = t > 0 ? cs[state - (long long)n_batch * hid + j]
+                                       : c0[(long long)n * hid + j];
+                const T cn = fg * c_prev + ig * gg;
+                const T hn = og * tg_tanh(cn);
+                acts[row + j] = ig;
+                acts[row + hid + j] = fg;
+                acts[row + 2 * hid + j] = gg;
+                acts[row + 3 * hid + j] = og;
+                cs[state + j] = cn;
+                hs[state + j] = hn;
+                h_sh[(t + 1) & 1][j] = hn;
+            }
+            __syncthreads();
+        }
+    }
+}
+
+// Backward through time, the counterpart of lstm_seq_forward: dhs (T, N, H) the gradients reaching
+// h_1..h_T, dc (N, H) the one reaching c_T on entry and c_0 on exit; writes dz (T, N, 4H) and dh0
+// (N, H). The gradient reaching h_{t-1} through the recurrence, dz_t W_hh, is a matrix-vector
+// product of the block's own dz_t row (read back from global memory after a barrier) with
+// w_hh (4H, H), threads reading consecutive entries w_hh[r, j].
+template <typename T>
+__device__ void lstm_seq_backward_body(const T* dhs, const T* acts, const T* cs, const T* c0,
+                                       const T* w_hh, T* dc, T* dz, T* dh0, int steps,
+                                       int n_batch, int hid) {
+    __shared__ T dh_sh[2][TG_LSTM_MAX_HID];
+    const long long h4 = 4LL * hid;
+    for (int n = blockIdx.x; n < n_batch; n += gridDim.x) {
+        for (int j = threadIdx.x; j < hid; j += blockDim.x) dh_sh[0][j] = (T)0;
+        __syncthreads();
+        for (int t = steps - 1; t >= 0; --t) {
+            const int cur = (steps - 1 - t) & 1;
+            const long long row = ((long long)t * n_batch + n) * h4;
+            const long long state = ((long long)t * n_batch + n) * hid;
+            for (int j = threadIdx.x; j < hid; j += blockDim.x) {
+                const T ig = acts[row + j], fg = acts[row + hid + j];
+                const T gg = acts[row + 2 * hid + j], og = acts[row + 3 * hid + j];
+                const T tc = tg_tanh(cs[state + j]);
+                const T c_prev = t > 0 ? cs[state - (long long)n_batch * hid + j]
+                                       : c0[(long long)n * hid + j];
+                const T dh = dhs[state + j] + dh_sh[cur][j];
+                const long long nj = (long long)n * hid + j;
+                const T dct = dc[nj] + dh * og * ((T)1 - tc * tc);
+                dz[row + j] = dct * gg * ig * ((T)1 - ig);
+                dz[row + hid + j] = dct * c_prev * fg * ((T)1 - fg);
+                dz[row + 2 * hid + j] = dct * ig * ((T)1 - gg * gg);
+                dz[row + 3 * hid + j] = dh * tc * og * ((T)1 - og);
+                dc[nj] = dct * fg;
+            }
+            __syncthreads();                             // the block's dz_t row is complete
+            for (int j = threadIdx.x; j < hid; j += blockDim.x) {
+                T acc = (T)0;
+                for (int r = 0; r < 4 * hid; ++r) acc += dz[row + r] * w_hh[(long long)r * hid + j];
+                dh_sh[cur ^ 1][j] = acc;
+                if (t == 0) dh0[(long long)n * hid + j] = acc;
+            }
+            __syncthreads();
+        }
     }
 }
 
@@ -233,6 +339,16 @@ extern "C" __global__ void lstm_step_backward_##SUF(const T* dh_t, const T* dh_r
                                                     int n_batch, int hid, int has_rec) {         \
     lstm_step_backward_body<T>(dh_t, dh_rec, acts_t, c_t, c_prev, dc, dz_t, n_batch, hid,        \
                                has_rec);                                                         \
+}                                                                                                \
+extern "C" __global__ void lstm_seq_forward_##SUF(const T* xg, const T* h0, const T* c0,         \
+                                                 const T* w_hh_t, T* hs, T* cs, T* acts,         \
+                                                 int steps, int n_batch, int hid) {              \
+    lstm_seq_forward_body<T>(xg, h0, c0, w_hh_t, hs, cs, acts, steps, n_batch, hid);             \
+}                                                                                                \
+extern "C" __global__ void lstm_seq_backward_##SUF(const T* dhs, const T* acts, const T* cs,     \
+                                                  const T* c0, const T* w_hh, T* dc, T* dz,      \
+                                                  T* dh0, int steps, int n_batch, int hid) {     \
+    lstm_seq_backward_body<T>(dhs, acts, cs, c0, w_hh, dc, dz, dh0, steps, n_batch, hid);        \
 }                                                                                                \
 extern "C" __global__ void conv_lstm_step_forward_##SUF(                                         \
         const T* xg_t, const T* h_prev, const T* c_prev, const T* kernel, T* acts_t, T* c_t,     \

@@ -7,7 +7,11 @@ device arrays. Gate layout and equations: see that module and ``lstm.cu``. Per t
 * backward through time: one fused kernel (gate gradients dz_t, dc_{t-1}) and one GEMM
   ``dz_t W_hh`` (the gradient reaching h_{t-1});
 
-the input projections and the weight gradients are single GEMMs over all steps, as on the CPU.
+or, with :data:`RECURRENCE` ``"sequence"`` (the default, for H <= :data:`MAX_SEQUENCE_HIDDEN`),
+the whole time loop in one launch each way, one block per sample doing its own matrix-vector
+products (two launches per step cost two Python calls per step, which dominate at the sizes of
+char-rnn and PixelRNN). The input projections and the weight gradients are single GEMMs over all
+steps, as on the CPU.
 PixelRNN's convolutional LSTM fuses its 1-D state convolution into the gate kernels (one launch
 per step each way) and sums the state kernel's gradient in one launch after the loop.
 
@@ -28,9 +32,34 @@ __all__ = ["lstm_cell_forward", "lstm_recurrence_forward", "lstm_recurrence_back
 
 _SOURCE = "lstm.cu"
 
+#: How :func:`lstm_recurrence_forward` / :func:`lstm_recurrence_backward` run the time loop:
+#: ``"sequence"`` (one launch each way, kernels ``lstm_seq_*``, for H <= MAX_SEQUENCE_HIDDEN) or
+#: ``"step"`` (a cuBLAS GEMM and a fused gate kernel per step, kernels ``lstm_step_*``). Both give
+#: the same results; benchmarks/bench_cuda_conv.py times both on a GPU.
+RECURRENCE = "sequence"
+MAX_SEQUENCE_HIDDEN = 1024     # TG_LSTM_MAX_HID of lstm.cu (shared memory per block)
+SEQUENCE_THREADS = 256         # threads per block of the whole-sequence kernels (at most)
+
 
 def _launch(name, dtype, total, args):
     _grid.launch(_SOURCE, name, dtype, total, args)
+
+
+def _whole_sequence(hid):
+    """Whether the recurrence runs as one launch per direction (see :data:`RECURRENCE`)."""
+    if RECURRENCE not in ("sequence", "step"):
+        raise ValueError(f"kernels.cuda.lstm.RECURRENCE must be 'sequence' or 'step', got "
+                         f"{RECURRENCE!r}")
+    return RECURRENCE == "sequence" and hid <= MAX_SEQUENCE_HIDDEN
+
+
+def _launch_per_sample(name, dtype, n_batch, hid, args):
+    """One block per sample (grid-stride over the batch), threads over the hidden units."""
+    if n_batch <= 0 or hid <= 0:
+        return
+    threads = min(SEQUENCE_THREADS, 32 * ((hid + 31) // 32))
+    blocks = min(n_batch, _grid.MAX_BLOCKS)
+    _runtime.launch(_SOURCE, _runtime.variant(name, dtype), (blocks,), (threads,), args)
 
 
 def lstm_cell_forward(z, c_prev):
@@ -65,6 +94,11 @@ def lstm_recurrence_forward(xg, h0, c0, w_hh_t, fast=False):
     hs = cp.empty((steps, n_batch, hid), dtype=dtype)
     cs = cp.empty((steps, n_batch, hid), dtype=dtype)
     acts = cp.empty((steps, n_batch, h4), dtype=dtype)
+    if _whole_sequence(hid):
+        _launch_per_sample("lstm_seq_forward", dtype, n_batch, hid,
+                           (xg, cp.ascontiguousarray(h0), c0, cp.ascontiguousarray(w_hh_t), hs,
+                            cs, acts) + _i32(steps, n_batch, hid))
+        return hs, cs, acts
     h, c = h0, c0
     for t in range(steps):
         zh = cp.ascontiguousarray(cp.matmul(h, w_hh_t))                 # (N, 4H)
@@ -89,6 +123,12 @@ def lstm_recurrence_backward(dhs, dc_last, acts, cs, c0, w_hh, fast=False):
     steps, n_batch, hid = dhs.shape
     dz = cp.empty((steps, n_batch, 4 * hid), dtype=dtype)
     dc = cp.ascontiguousarray(dc_last).copy()                           # updated in place
+    if _whole_sequence(hid) and steps > 0:
+        dh0 = cp.empty((n_batch, hid), dtype=dtype)
+        _launch_per_sample("lstm_seq_backward", dtype, n_batch, hid,
+                           (dhs, acts, cs, c0, cp.ascontiguousarray(w_hh), dc, dz, dh0)
+                           + _i32(steps, n_batch, hid))
+        return dz, dh0, dc
     dh_rec = None                                                       # dz_{t+1} W_hh (N, H)
     for t in range(steps - 1, -1, -1):
         c_prev = cs[t - 1] if t > 0 else c0
