@@ -41,6 +41,11 @@ SMALL = {
     "pixelrnn-diag": ({"layers": 1, "hidden": 4, "features": 4, "out_hidden": 4}, "mnist"),
     "char-rnn": ({"seq_len": 16, "embed": 8, "hidden": 16, "layers": 1, "sample_length": 20},
                  "own"),
+    "wavenet": ({"residual_channels": 8, "dilation_channels": 8, "skip_channels": 8,
+                 "dilation_layers": 2, "stacks": 1, "seq_len": 16, "sample_length": 20}, "own"),
+    "ddpm": ({"base_channels": 8, "groups": 4, "timesteps": 20, "sampling_steps": 3,
+              "eval_samples": 0, "vb_images": 4, "vb_timesteps": 2, "trajectory_frames": 2},
+             "mnist"),
 }
 
 
