@@ -360,6 +360,29 @@ def test_multihead_attention_matches_torch_and_gradchecks(batch_first, mask):
     assert w_heads.shape == (n, h, big_l, big_l)
 
 
+def test_multihead_attention_forms():
+    mha = nn.MultiheadAttention(4, 2, dropout=0.5, dtype=tinygen.float64)
+    x = tinygen.tensor(np.random.default_rng(0).standard_normal((3, 2, 4)))   # (L, N, E)
+    mha.eval()
+    out, w = mha(x, x, x)
+    single, w1 = mha(x[:, 1], x[:, 1], x[:, 1])            # unbatched (L, E)
+    np.testing.assert_allclose(single.numpy(), out.numpy()[:, 1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(w1.numpy(), w.numpy()[1], rtol=1e-12, atol=1e-14)
+    causal = tinygen.tensor(np.triu(np.ones((3, 3), dtype=bool), 1))
+    np.testing.assert_allclose(mha(x, x, x, is_causal=True)[0].numpy(),
+                               mha(x, x, x, attn_mask=causal)[0].numpy(), rtol=1e-12)
+    per_head = tinygen.tensor(np.zeros((2 * 2, 3, 3)))      # (N*H, L, S) float mask
+    np.testing.assert_allclose(mha(x, x, x, attn_mask=per_head)[0].numpy(), out.numpy(),
+                               rtol=1e-12)
+    assert mha(x, x, x, need_weights=False)[1] is None
+    mha.train()
+    dropped, wd = mha(x, x, x)
+    assert not np.allclose(dropped.numpy(), out.numpy())
+    assert np.any(wd.numpy() == 0) or not np.allclose(wd.numpy(), w.numpy())
+    with pytest.raises(ValueError, match="divisible"):
+        nn.MultiheadAttention(5, 2)
+
+
 # -- einsum ----------------------------------------------------------------------------------------
 EINSUM = [  # (equation, operand shapes)
     ("ij,jk->ik", [(2, 3), (3, 4)]), ("bij,bjk->bik", [(2, 2, 3), (2, 3, 2)]),

@@ -110,10 +110,9 @@ class MultiheadAttention(Module):
             m = _additive(key_padding_mask, scores.dtype, "key_padding_mask")  # (N, S)
             scores = scores + m.reshape(n, 1, 1, big_s)
         weights = F.softmax(scores, -1)
-        attended = weights
-        if self.training and self.dropout > 0.0:
-            attended = F.dropout(weights, self.dropout, True)
-        out = F.matmul(attended, v).permute(2, 0, 1, 3).reshape(big_l, n, e)   # (L, N, E)
+        if self.training and self.dropout > 0.0:   # the returned weights are the dropped ones,
+            weights = F.dropout(weights, self.dropout, True)     # as PyTorch returns them
+        out = F.matmul(weights, v).permute(2, 0, 1, 3).reshape(big_l, n, e)     # (L, N, E)
         out = self.out_proj(out)
         if unbatched:
             out = out.squeeze(1)
