@@ -202,3 +202,21 @@ def test_whole_sequence_kernels_are_used_up_to_their_hidden_size(monkeypatch):
             assert run() == ["lstm_step_forward_f64"] * 3 + ["lstm_step_backward_f64"] * 3
         with _recurrence("steps"), pytest.raises(ValueError, match="RECURRENCE"):
             run()
+
+
+@pytest.mark.parametrize("recurrence", RECURRENCES)
+def test_empty_sequence_matches_cpu(recurrence):
+    """T = 0: empty outputs, dh0 = 0 and dc0 = the incoming dc, as the CPU kernels give."""
+    from tinygen.kernels.cuda import lstm as cuda_lstm
+    a = _lstm_arrays((0, 2, 3, 4, 8), np.float64)
+    xg = np.zeros((0, 2, 16))
+    ref = cpu_lstm.lstm_recurrence_forward(xg, a["h0"], a["c0"], np.ascontiguousarray(a["w_hh"].T))
+    ref_b = cpu_lstm.lstm_recurrence_backward(a["dhs"], a["dc_last"], ref[2], ref[1], a["c0"],
+                                              a["w_hh"])
+    with device_cupy() as cp, _recurrence(recurrence):
+        d = {k: cp.asarray(v) for k, v in a.items()}
+        fwd = cuda_lstm.lstm_recurrence_forward(cp.asarray(xg), d["h0"], d["c0"], d["w_hh"].T)
+        _compare(cp, ("hs", "cs", "acts"), fwd, ref, np.float64)
+        bwd = cuda_lstm.lstm_recurrence_backward(d["dhs"], d["dc_last"], fwd[2], fwd[1], d["c0"],
+                                                 d["w_hh"])
+        _compare(cp, ("dz", "dh0", "dc0"), bwd, ref_b, np.float64)

@@ -137,6 +137,8 @@ def lstm_recurrence_backward(dhs, dc_last, acts, cs, c0, w_hh, fast=False):
                 (dhs[t], dh_rec if has_rec else dhs[t], acts[t], cs[t], c_prev, dc, dz[t])
                 + _i32(n_batch, hid, has_rec))
         dh_rec = cp.ascontiguousarray(cp.matmul(dz[t], w_hh))           # (N, H)
+    if dh_rec is None:                                                  # T = 0
+        dh_rec = cp.zeros((n_batch, hid), dtype=dtype)
     return dz, dh_rec, dc
 
 
