@@ -1,7 +1,8 @@
 """Ops for likelihoods and quantization through the gradient-check harness (float64 naive
 references, hypothesis-drawn shapes, central differences, second order, PyTorch as oracle):
 logaddexp, logsigmoid, log2, log10, exp2, rsqrt, floor/ceil/round/trunc (zero gradient), prod
-(zeros included), logcumsumexp, and the tests isinf / isclose."""
+(zeros included), logcumsumexp, the tests isinf / isclose; and more pointwise math (tan, asin,
+acos, atan, atan2, sinh, cosh, expm1, reciprocal)."""
 import math
 
 import numpy as np
@@ -164,3 +165,35 @@ def test_isinf_isclose(data):
         if torch is not None:
             np.testing.assert_array_equal(
                 ours, T.isclose(T.tensor(a), T.tensor(b), equal_nan=equal_nan).numpy())
+
+
+MORE_MATH = {  # name: (ours, naive reference, torch, input range)
+    "tan": (lambda t: t.tan(), np.tan, lambda t: T.tan(t), (-1.3, 1.3)),
+    "asin": (lambda t: t.asin(), np.arcsin, lambda t: T.asin(t), (-0.95, 0.95)),
+    "acos": (lambda t: t.acos(), np.arccos, lambda t: T.acos(t), (-0.95, 0.95)),
+    "atan": (lambda t: t.atan(), np.arctan, lambda t: T.atan(t), (-4.0, 4.0)),
+    "sinh": (lambda t: t.sinh(), lambda v: (np.exp(v) - np.exp(-v)) / 2, lambda t: T.sinh(t),
+             (-3.0, 3.0)),
+    "cosh": (lambda t: t.cosh(), lambda v: (np.exp(v) + np.exp(-v)) / 2, lambda t: T.cosh(t),
+             (-3.0, 3.0)),
+    "expm1": (lambda t: t.expm1(), np.expm1, lambda t: T.expm1(t), (-3.0, 3.0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE_MATH))
+@given(data=st.data())
+def test_more_pointwise_math(name, data):
+    ours, ref, theirs, (lo, hi) = MORE_MATH[name]
+    x = data.draw(arrays(data.draw(shapes()), low=lo, high=hi))
+    check_op(ours, [x], reference=ref, torch_fn=theirs)
+
+
+@given(data=st.data())
+def test_reciprocal_and_atan2(data):
+    x = data.draw(arrays(data.draw(shapes()), away_from=0.0, gap=0.3))
+    check_op(lambda t: t.reciprocal(), [x], reference=lambda v: 1 / v,
+             torch_fn=lambda t: T.reciprocal(t))
+    sa, sb = data.draw(broadcastable_pair())
+    a, b = data.draw(arrays(sa, away_from=0.0, gap=0.3)), data.draw(arrays(sb, away_from=0.0,
+                                                                           gap=0.3))
+    check_op(F.atan2, [a, b], reference=np.arctan2, torch_fn=lambda u, v: T.atan2(u, v))

@@ -22,6 +22,7 @@ from .functional import (ceil, cos, cumprod, cumsum, einsum, erf, exp2, floor, g
                          index_select, isclose, isinf, lerp, log2, log10, logaddexp, masked_fill,
                          round, rsqrt, scatter, scatter_add, sin, tril, triu, trunc)
 from .functional import logcumsumexp, prod
+from .functional import acos, asin, atan, atan2, cosh, expm1, reciprocal, sinh, tan
 from .functional import (argsort, diag, diagonal, div, floor_divide, logical_not, meshgrid,
                          remainder, repeat_interleave, roll, sort, std_mean, topk, unflatten,
                          var_mean)

@@ -500,6 +500,16 @@ class Tensor:
             self.data[...] = F.masked_fill(self, mask, value).data
         return self
 
+    def tan(self): return F.tan(self)
+    def asin(self): return F.asin(self)
+    def acos(self): return F.acos(self)
+    def atan(self): return F.atan(self)
+    def atan2(self, other): return F.atan2(self, other)
+    def sinh(self): return F.sinh(self)
+    def cosh(self): return F.cosh(self)
+    def expm1(self): return F.expm1(self)
+    def reciprocal(self): return F.reciprocal(self)
+
     # logs, powers, rounding and tests for likelihoods and quantization
     def log2(self): return F.log2(self)
     def log10(self): return F.log10(self)

@@ -1,6 +1,6 @@
-"""More elementwise math: trigonometric functions, the error function, base-2/base-10 logs and
-powers, the reciprocal square root, rounding (zero gradient), ``logaddexp``, ``lerp`` and the
-tests ``isinf`` / ``isclose``.
+"""More elementwise math: trigonometric and hyperbolic functions and their inverses, expm1,
+reciprocal, the error function, base-2/base-10 logs and powers, the reciprocal square root,
+rounding (zero gradient), ``logaddexp``, ``lerp`` and the tests ``isinf`` / ``isclose``.
 
 Each differentiable primitive is a :class:`~tinygen.autograd.Function` whose forward runs on the
 input's array module and whose backward is written with differentiable Tensor ops (second
@@ -16,7 +16,8 @@ from ..tensor import Tensor
 from ._util import binary_operands, check_tensor
 from .elementwise import _float_input, exp, sigmoid
 
-__all__ = ["sin", "cos", "erf", "log2", "log10", "exp2", "rsqrt", "floor", "ceil", "round",
+__all__ = ["sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "expm1",
+           "reciprocal", "erf", "log2", "log10", "exp2", "rsqrt", "floor", "ceil", "round",
            "trunc", "logaddexp", "lerp", "isinf", "isclose"]
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
@@ -48,6 +49,91 @@ class Cos(Function):
 
     def backward(self, g):
         return -g * sin(self.saved_input(0))
+
+
+class Tan(Function):
+    def forward(self, x):
+        return get_array_module(x).tan(x)
+
+    def backward(self, g):
+        y = self.saved_output()
+        return g * (1.0 + y * y)
+
+
+class Asin(Function):
+    def forward(self, x):
+        return get_array_module(x).arcsin(x)
+
+    def backward(self, g):
+        x = self.saved_input(0)
+        return g * (1.0 - x * x) ** -0.5
+
+
+class Acos(Function):
+    def forward(self, x):
+        return get_array_module(x).arccos(x)
+
+    def backward(self, g):
+        x = self.saved_input(0)
+        return -g * (1.0 - x * x) ** -0.5
+
+
+class Atan(Function):
+    def forward(self, x):
+        return get_array_module(x).arctan(x)
+
+    def backward(self, g):
+        x = self.saved_input(0)
+        return g / (1.0 + x * x)
+
+
+class Sinh(Function):
+    def forward(self, x):
+        return get_array_module(x).sinh(x)
+
+    def backward(self, g):
+        return g * cosh(self.saved_input(0))
+
+
+class Cosh(Function):
+    def forward(self, x):
+        return get_array_module(x).cosh(x)
+
+    def backward(self, g):
+        return g * sinh(self.saved_input(0))
+
+
+class Expm1(Function):
+    """e^x - 1, accurate near 0;  d/dx = e^x = y + 1."""
+
+    def forward(self, x):
+        return get_array_module(x).expm1(x)
+
+    def backward(self, g):
+        return g * (self.saved_output() + 1.0)
+
+
+class Reciprocal(Function):
+    def forward(self, x):
+        return 1.0 / x
+
+    def backward(self, g):
+        y = self.saved_output()
+        return -g * y * y
+
+
+class Atan2(Function):
+    """atan2(a, b), the angle of the point (b, a);  d/da = b / r^2,  d/db = -a / r^2."""
+
+    def forward(self, a, b):
+        return get_array_module(a).arctan2(a, b)
+
+    def backward(self, g):
+        a, b = self.saved_input(0), self.saved_input(1)
+        r2 = a * a + b * b
+        ga = g * b / r2 if self.needs_input_grad[0] else None
+        gb = -g * a / r2 if self.needs_input_grad[1] else None
+        return ga, gb
 
 
 class Erf(Function):
@@ -130,6 +216,52 @@ def sin(x) -> Tensor:
 def cos(x) -> Tensor:
     """Cosine, elementwise (radians)."""
     return Cos.apply(_float_input(x))
+
+
+def tan(x) -> Tensor:
+    """Tangent, elementwise (radians)."""
+    return Tan.apply(_float_input(x))
+
+
+def asin(x) -> Tensor:
+    """Inverse sine (radians), elementwise; nan outside [-1, 1]."""
+    return Asin.apply(_float_input(x))
+
+
+def acos(x) -> Tensor:
+    """Inverse cosine (radians), elementwise; nan outside [-1, 1]."""
+    return Acos.apply(_float_input(x))
+
+
+def atan(x) -> Tensor:
+    """Inverse tangent (radians), elementwise."""
+    return Atan.apply(_float_input(x))
+
+
+def atan2(input, other) -> Tensor:
+    """The angle of the point (other, input) in (-pi, pi], with broadcasting."""
+    a, b = binary_operands(input, other)
+    return Atan2.apply(_float_input(a, "input"), _float_input(b, "other"))
+
+
+def sinh(x) -> Tensor:
+    """Hyperbolic sine."""
+    return Sinh.apply(_float_input(x))
+
+
+def cosh(x) -> Tensor:
+    """Hyperbolic cosine."""
+    return Cosh.apply(_float_input(x))
+
+
+def expm1(x) -> Tensor:
+    """exp(x) - 1, accurate for small x."""
+    return Expm1.apply(_float_input(x))
+
+
+def reciprocal(x) -> Tensor:
+    """1 / x."""
+    return Reciprocal.apply(_float_input(x))
 
 
 def erf(x) -> Tensor:
