@@ -32,9 +32,10 @@ __all__ = ["conv2d_forward", "conv2d_transpose_forward", "conv2d_weight", "im2co
 _SOURCE = "conv.cu"
 
 # Workspace (unfolded input + GEMM product) of one batch chunk, in bytes. The conv autoencoder's
-# largest layer at batch 100 (32 channels, 5x5 kernel, 20x20 output, float32) needs 128 MB: one
-# chunk on a GPU, so one GEMM per group and layer.
+# largest layer at batch 100 (32 channels, 5x5 kernel, 20x20 output, float32) needs about 130 MB:
+# one chunk on a GPU, so one GEMM per group and layer.
 WORKSPACE_BYTES = 512 << 20
+
 
 def _geom_args(geom):
     """The scalar geometry arguments of im2col/col2im: kh, kw, sh, sw, ph, pw, dh, dw, oh, ow."""

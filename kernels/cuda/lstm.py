@@ -21,8 +21,6 @@ ulp, the CPU's rational tanh to 2.4e-7 absolute).
 """
 from __future__ import annotations
 
-import numpy as np
-
 from . import _grid, _runtime
 from ._grid import i32 as _i32
 
