@@ -28,7 +28,7 @@ from .functional import (argsort, diag, diagonal, div, floor_divide, logical_not
                          var_mean)
 from .functional import amax, amin  # noqa: E402
 from .tensor import Size, device  # noqa: E402
-from . import backends, cuda  # noqa: E402
+from . import backends, cuda, utils  # noqa: E402
 from .saveload import load, save  # noqa: E402
 from . import nn, optim
 
