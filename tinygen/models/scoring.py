@@ -64,6 +64,22 @@ def load_classifier(path, device="cpu"):
     return model
 
 
+_resolved: dict = {}
+
+
+def resolve_classifier(path, device="cpu"):
+    """The scoring classifier every image model uses (GANs, VAEs, DDPM): the checkpoint named
+    by the model's ``classifier`` option, loaded once per process and device; None when no
+    path is named (the class-coverage and Fréchet scores are then not reported). This is the
+    one place where a model's scoring classifier is chosen."""
+    if not path:
+        return None
+    key = (str(path), str(device))
+    if key not in _resolved:
+        _resolved[key] = load_classifier(path, device)
+    return _resolved[key]
+
+
 def classify(model, images) -> np.ndarray:
     """Labels (N,) int64 that classifier ``model`` gives to ``images``."""
     model.eval()

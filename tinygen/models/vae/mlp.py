@@ -258,9 +258,9 @@ class ConditionalVAE(MLPVAE):
     def extra_evaluation(self, dataset, x):
         if not self.config.classifier:
             return {}
-        from ..scoring import classify, load_classifier
+        from ..scoring import classify, resolve_classifier
 
-        clf = load_classifier(self.config.classifier)
+        clf = resolve_classifier(self.config.classifier, self.device)
         labels = np.repeat(np.arange(self.n_classes), 100)
         samples = self.sample(len(labels), np.random.default_rng(2024), labels=labels)
         return {"cond_accuracy": float(np.mean(classify(clf, samples) == labels))}
