@@ -67,7 +67,7 @@ def model_with_weights(ckpt: dict, path):
         raise CheckpointError(f"{path}: cannot rebuild its model ({_one_line(e)})") from None
     try:
         model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: its weights do not fit model {ckpt['model']!r} "
                               f"({_one_line(e)})") from None
     return model

@@ -148,7 +148,7 @@ class Trainer:
                              f"{ckpt['model_config']}, not {asdict(self.model.config)}")
         try:
             self.model.load_state_dict(ckpt["state_dict"])
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{path}: its weights do not fit model "
                                   f"{self.model.model_name!r} ({' '.join(str(e).split())})") \
                 from None
