@@ -47,7 +47,8 @@ def logsumexp(x, axis):
     """log sum exp x over ``axis``, shifted by the maximum (no overflow)."""
     _check("logsumexp", x, axis)
     z, shift = _shifted(x, axis)
-    return np.squeeze(shift, axis) + np.log(np.sum(np.exp(z), axis=axis))
+    with np.errstate(divide="ignore"):  # an all -inf row: log(0) = -inf is the answer
+        return np.squeeze(shift, axis) + np.log(np.sum(np.exp(z), axis=axis))
 
 
 def softmax(x, axis):

@@ -517,8 +517,10 @@ extern "C" EMU_INTERNAL int emu_launch(void (*thunk)(void**), void** args, unsig
     const unsigned n = bx * by * bz;
     launch.nthreads = n;
     launch.fibers.resize(n);
-#if EMU_ASAN || EMU_TSAN
-    const size_t stack_size = 1 << 18;
+#if EMU_ASAN
+    const size_t stack_size = 1 << 17;
+#elif EMU_TSAN
+    const size_t stack_size = 1 << 16;   // TSan resets the shadow of every new stack: keep it small
 #else
     const size_t stack_size = 1 << 16;
 #endif

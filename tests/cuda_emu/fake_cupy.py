@@ -66,10 +66,11 @@ def _wrap_function(fn, name):
     host_ok = name in _HOST_OK
 
     def wrapped(*args, **kwargs):
+        host = [a for a in args if isinstance(a, np.ndarray)]
         args = _unwrap(args, name, host_ok)
         kwargs = {k: _unwrap(v, name, host_ok) for k, v in kwargs.items()}
         out = fn(*args, **kwargs)
-        if host_ok and isinstance(out, np.ndarray) and any(o is out for o in args):
+        if isinstance(out, np.ndarray) and any(np.shares_memory(out, h) for h in host):
             out = out.copy()        # device memory is never a host array's memory
         return _wrap(out)
     wrapped.__name__ = name
