@@ -24,6 +24,11 @@ gradients reaching h_t, c_t:
 and afterwards, again as single GEMMs over all steps: dW_hh = sum_t dz_t^T h_{t-1},
 dx = dz W_ih, dW_ih = dz^T x, db = sum dz (:func:`lstm_sequence_backward`).
 
+The samples of a batch never interact, so the recurrence kernels split the batch into one
+slice per core and run each slice's whole time loop on its own thread with a single-threaded
+BLAS (``_threads.run_pieces``): no synchronization per step, where a 2-thread BLAS call per
+step would wait for its slower thread T times.
+
 Arrays only, C-contiguous, one floating dtype (float32 or float64) per call.
 """
 from __future__ import annotations
@@ -32,6 +37,8 @@ import math
 
 import numpy as np
 from numba import njit
+
+from ._threads import N_CORES, run_pieces
 
 __all__ = ["lstm_cell_forward", "lstm_recurrence_forward", "lstm_recurrence_backward",
            "lstm_sequence_forward", "lstm_sequence_backward", "conv_lstm_forward",
@@ -108,21 +115,12 @@ def lstm_cell_forward(z, c_prev):
     return h, c
 
 
-@njit(cache=True)
-def lstm_recurrence_forward(xg, h0, c0, w_hh_t, fast=False):
-    """The recurrence over a whole sequence, input projections given.
-
-    xg: (T, N, 4H) input projections W_ih x_t + b_ih + b_hh; h0, c0: (N, H);
-    w_hh_t: (H, 4H), the transpose of weight_hh (C-contiguous); ``fast``: rational
-    sigmoid/tanh (for float32, see :func:`_tanh_rational`) instead of libm.
-    Returns hs (T, N, H) (the outputs h_1..h_T), cs (T, N, H) (c_1..c_T) and acts (T, N, 4H)
-    (the gate activations i, f, g, o after their nonlinearities, for the backward).
-    """
+@njit(cache=True, nogil=True)
+def _recurrence_forward_into(xg, h0, c0, w_hh_t, fast, hs, cs, acts):
+    """The time loop of :func:`lstm_recurrence_forward` for a slice of the batch (any strides),
+    writing hs, cs (T, n, H) and acts (T, n, 4H)."""
     steps, n_batch, h4 = xg.shape
     hid = h4 // 4
-    hs = np.empty((steps, n_batch, hid), dtype=xg.dtype)
-    cs = np.empty((steps, n_batch, hid), dtype=xg.dtype)
-    acts = np.empty_like(xg)
     h = h0.copy()
     c = c0.copy()
     for t in range(steps):
@@ -143,19 +141,55 @@ def lstm_recurrence_forward(xg, h0, c0, w_hh_t, fast=False):
                 h[n, j] = hn
                 cs[t, n, j] = cn
                 hs[t, n, j] = hn
+
+
+# Samples per batch slice below which the recurrence is not split across cores: a slice's
+# per-step GEMM (rows, H) x (H, 4H) gets inefficient with very few rows.
+_MIN_SLICE_ROWS = 8
+
+
+def _batch_slices(n_batch):
+    """Contiguous [start, stop) batch ranges, one per core (fewer for small batches). The
+    samples of a batch are independent through the whole recurrence, so each slice runs its
+    own time loop with no synchronization (``_threads.run_pieces``)."""
+    parts = max(1, min(N_CORES, n_batch // _MIN_SLICE_ROWS))
+    bounds = [n_batch * k // parts for k in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def lstm_recurrence_forward(xg, h0, c0, w_hh_t, fast=False):
+    """The recurrence over a whole sequence, input projections given.
+
+    xg: (T, N, 4H) input projections W_ih x_t + b_ih + b_hh; h0, c0: (N, H);
+    w_hh_t: (H, 4H), the transpose of weight_hh; ``fast``: rational sigmoid/tanh (for float32,
+    see :func:`_tanh_rational`) instead of libm.
+    Returns hs (T, N, H) (the outputs h_1..h_T), cs (T, N, H) (c_1..c_T) and acts (T, N, 4H)
+    (the gate activations i, f, g, o after their nonlinearities, for the backward).
+    Slices of the batch run on all cores (see :func:`_batch_slices`); the result does not
+    depend on the split.
+    """
+    steps, n_batch, h4 = xg.shape
+    hid = h4 // 4
+    w_hh_t = np.ascontiguousarray(w_hh_t)
+    hs = np.empty((steps, n_batch, hid), dtype=xg.dtype)
+    cs = np.empty((steps, n_batch, hid), dtype=xg.dtype)
+    acts = np.empty_like(xg)
+
+    def piece(bounds):
+        a, b = bounds
+        _recurrence_forward_into(xg[:, a:b], np.ascontiguousarray(h0[a:b]),
+                                 np.ascontiguousarray(c0[a:b]), w_hh_t, bool(fast),
+                                 hs[:, a:b], cs[:, a:b], acts[:, a:b])
+
+    run_pieces(piece, _batch_slices(n_batch))
     return hs, cs, acts
 
 
-@njit(cache=True)
-def lstm_recurrence_backward(dhs, dc_last, acts, cs, c0, w_hh, fast=False):
-    """Backward through time of :func:`lstm_recurrence_forward`.
-
-    dhs: (T, N, H) gradients reaching the outputs h_1..h_T; dc_last: (N, H) the gradient
-    reaching c_T; acts, cs: as returned by the forward; c0: (N, H); w_hh: (4H, H); ``fast`` as
-    in the forward (tanh(c_t) is recomputed with the same function). Returns dz (T, N, 4H) (the gradient of the pre-activations, i.e. of xg), dh0 and dc0 (N, H).
-    """
+@njit(cache=True, nogil=True)
+def _recurrence_backward_into(dhs, dc_last, acts, cs, c0, w_hh, fast, dz, dh0, dc0):
+    """The time loop of :func:`lstm_recurrence_backward` for a slice of the batch (any
+    strides), writing dz (T, n, 4H), dh0 and dc0 (n, H)."""
     steps, n_batch, hid = dhs.shape
-    dz = np.empty_like(acts)
     dh_rec = np.zeros((n_batch, hid), dtype=dhs.dtype)     # dz_{t+1} W_hh
     dc = dc_last.copy()
     for t in range(steps - 1, -1, -1):
@@ -174,8 +208,34 @@ def lstm_recurrence_backward(dhs, dc_last, acts, cs, c0, w_hh, fast=False):
                 dz[t, n, 2 * hid + j] = dct * ig * (1.0 - gg * gg)
                 dz[t, n, 3 * hid + j] = dh * tc * og * (1.0 - og)
                 dc[n, j] = dct * fg
-        dh_rec = np.dot(dz[t], w_hh)                            # (N, H), one GEMM per step
-    return dz, dh_rec, dc
+        dh_rec = np.dot(np.ascontiguousarray(dz[t]), w_hh)      # (N, H), one GEMM per step
+    dh0[:] = dh_rec
+    dc0[:] = dc
+
+
+def lstm_recurrence_backward(dhs, dc_last, acts, cs, c0, w_hh, fast=False):
+    """Backward through time of :func:`lstm_recurrence_forward`.
+
+    dhs: (T, N, H) gradients reaching the outputs h_1..h_T; dc_last: (N, H) the gradient
+    reaching c_T; acts, cs: as returned by the forward; c0: (N, H); w_hh: (4H, H); ``fast`` as
+    in the forward (tanh(c_t) is recomputed with the same function). Returns dz (T, N, 4H) (the
+    gradient of the pre-activations, i.e. of xg), dh0 and dc0 (N, H). Batch slices on all
+    cores, as in the forward.
+    """
+    steps, n_batch, hid = dhs.shape
+    w_hh = np.ascontiguousarray(w_hh)
+    dz = np.empty_like(acts)
+    dh0 = np.empty((n_batch, hid), dtype=dhs.dtype)
+    dc0 = np.empty((n_batch, hid), dtype=dhs.dtype)
+
+    def piece(bounds):
+        a, b = bounds
+        _recurrence_backward_into(dhs[:, a:b], np.ascontiguousarray(dc_last[a:b]),
+                                  acts[:, a:b], cs[:, a:b], c0[a:b], w_hh, bool(fast),
+                                  dz[:, a:b], dh0[a:b], dc0[a:b])
+
+    run_pieces(piece, _batch_slices(n_batch))
+    return dz, dh0, dc0
 
 
 def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b):
