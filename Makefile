@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: venv train demo test bench clean
+.PHONY: venv train demo test test-gpu-emu gpu-check bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,18 @@ demo: venv
 
 test: venv
 	$(VENV)/bin/pytest -q
+
+# The GPU backend without a GPU: every op test on device "cuda" through the stand-in cupy, the
+# CUDA kernel families on the g++ CPU emulator, and sanitizer (ASan+UBSan, TSan) runs of the
+# kernel tests. The pytest header says so: no GPU code runs here.
+test-gpu-emu: venv
+	TINYGEN_TEST_DEVICE=cuda-emu $(VENV)/bin/pytest -q tests/test_ops_*.py tests/test_cuda_*.py
+
+# On a machine with a GPU and CuPy: the suite on real CuPy and the GPU benchmarks, results (JSON +
+# a markdown table) in GPU_CHECK_OUT.
+GPU_CHECK_OUT ?= runs/gpu-check
+gpu-check: venv
+	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_OUT)
 
 bench: venv
 	$(PY) benchmarks/bench_engine.py
