@@ -5,14 +5,16 @@ One :class:`~tinygen.autograd.Function` per primitive, forward and backward side
 * :mod:`.elementwise` -- arithmetic, unary math, activations, comparisons
 * :mod:`.reduction`   -- sum, mean, var, max/min, logsumexp, softmax, log_softmax
 * :mod:`.shape`       -- reshape, permute, broadcast, indexing, cat/stack/split, pad, flip
-* :mod:`.linalg`      -- matmul, linear, dropout, batch_norm
+* :mod:`.linalg`      -- matmul, linear
+* :mod:`.dropout`     -- dropout
 * :mod:`.loss`        -- the losses
 * :mod:`.conv`        -- conv1d/conv2d and their transposes
 * :mod:`.lstm`        -- LSTM cell and whole-sequence LSTM (fused kernels)
 * :mod:`.coupling`    -- the affine coupling of Real NVP (fused kernel)
 * :mod:`.pointwise`, :mod:`.activation` -- sin/cos/erf, logs and powers, rounding; SiLU, GELU, ...
 * :mod:`.indexing`    -- gather/scatter, masked_fill, one_hot, cumsum/cumprod, tril/triu
-* :mod:`.normalization`, :mod:`.pooling`, :mod:`.padding`, :mod:`.attention`, :mod:`.einsum`
+* :mod:`.normalization` -- batch_norm, layer_norm, group_norm, normalize
+* :mod:`.pooling`, :mod:`.padding`, :mod:`.attention`, :mod:`.einsum`
 * :mod:`.utility`     -- repeat, roll, sort/topk, diag/diagonal, meshgrid, var_mean, // and %
 """
 from .activation import *  # noqa: F401,F403
@@ -34,6 +36,7 @@ from .pooling import __all__ as _pl
 from .utility import *  # noqa: F401,F403
 from .utility import __all__ as _ut
 from .coupling import *  # noqa: F401,F403
+from .dropout import dropout  # noqa: F401
 from .coupling import __all__ as _cp
 from .elementwise import *  # noqa: F401,F403
 from .elementwise import __all__ as _e
@@ -49,5 +52,5 @@ from .shape import *  # noqa: F401,F403
 from .shape import __all__ as _s
 from .shape import _index_arrays, _split_mixed_index  # noqa: F401  (Tensor.__setitem__)
 
-__all__ = _c + _cp + _e + _l + _o + _r + _s + _lstm
+__all__ = _c + _cp + _e + _l + _o + _r + _s + _lstm + ["dropout"]
 __all__ += _act + _att + _es + _ix + _nm + _pw + _pl + _ut

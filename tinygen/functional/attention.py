@@ -15,7 +15,8 @@ import numpy as np
 from ..tensor import Tensor
 from ._util import check_tensor
 from .indexing import masked_fill
-from .linalg import dropout, matmul
+from .dropout import dropout
+from .linalg import matmul
 from .reduction import softmax
 
 __all__ = ["scaled_dot_product_attention"]

@@ -1,16 +1,13 @@
-"""Matrix products and the layers built on them: ``matmul``, ``linear``, ``dropout``,
-``batch_norm``."""
+"""Matrix products: ``matmul`` and ``linear``."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function, no_grad
-from ..random import _resolve as _resolve_generator
+from ..autograd import Function
 from ..tensor import Tensor
 from ._util import binary_operands, check_tensor
-from .reduction import mean, var
 
-__all__ = ["matmul", "linear", "dropout", "batch_norm"]
+__all__ = ["matmul", "linear"]
 
 
 class MatMul(Function):
@@ -108,63 +105,3 @@ def linear(x, weight, bias=None) -> Tensor:
         raise ValueError(f"linear: bias has shape {tuple(bias.shape)}, expected "
                          f"({weight.shape[0]},) for weight of shape {tuple(weight.shape)}")
     return Linear.apply(x, weight, bias)
-
-
-def dropout(x, p: float = 0.5, training: bool = True, generator=None) -> Tensor:
-    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (in training)."""
-    x = check_tensor(x, "input")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
-    if not training or p == 0.0:
-        return x
-    if p == 1.0:
-        return x * 0.0
-    gen = _resolve_generator(generator)
-    from ..backend import to_device
-    keep = to_device(gen.uniform(x.shape, np.float64), x.device) >= p
-    return x * Tensor._wrap((keep / (1.0 - p)).astype(x.dtype))
-
-
-def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
-               training=False, momentum=0.1, eps=1e-5) -> Tensor:
-    """Batch normalization over all axes but the channel axis 1 (PyTorch's ``F.batch_norm``).
-
-    y = (x - mean) / sqrt(var + eps) * weight + bias, with the batch's mean and biased variance in
-    training (and the running statistics updated in place with the unbiased variance) or the
-    running statistics in evaluation.
-    """
-    x = check_tensor(x, "input")
-    if x.ndim < 2:
-        raise ValueError(f"batch_norm: input must have shape (N, C, ...), got {tuple(x.shape)}")
-    c = x.shape[1]
-    axes = (0,) + tuple(range(2, x.ndim))
-    bshape = (1, c) + (1,) * (x.ndim - 2)  # broadcast shape of per-channel vectors
-    for name, t in (("running_mean", running_mean), ("running_var", running_var),
-                    ("weight", weight), ("bias", bias)):
-        if t is not None and tuple(t.shape) != (c,):
-            raise ValueError(f"batch_norm: {name} has shape {tuple(t.shape)}, expected ({c},) "
-                             f"for input of shape {tuple(x.shape)}")
-    if training or running_mean is None:
-        n = x.data.size // c
-        if training and n <= 1:
-            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
-                             f"got input of shape {tuple(x.shape)}")
-        mu = mean(x, axes, keepdim=True)
-        v = var(x, axes, keepdim=True, correction=0)
-        if training and running_mean is not None:
-            with no_grad():
-                running_mean.data[...] = (1 - momentum) * running_mean.data + \
-                    momentum * mu.data.reshape(c)
-                running_var.data[...] = (1 - momentum) * running_var.data + \
-                    momentum * v.data.reshape(c) * (n / (n - 1))
-                running_mean._vbox[0] += 1
-                running_var._vbox[0] += 1
-    else:
-        mu = running_mean.detach().reshape(bshape)
-        v = running_var.detach().reshape(bshape)
-    y = (x - mu) * (v + eps) ** -0.5
-    if weight is not None:
-        y = y * weight.reshape(bshape)
-    if bias is not None:
-        y = y + bias.reshape(bshape)
-    return y

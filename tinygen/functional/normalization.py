@@ -1,19 +1,21 @@
-"""Normalizations that need no running statistics: ``layer_norm`` (Ba et al. 2016),
-``group_norm`` (Wu & He 2018) and ``normalize`` (division by a p-norm).
+"""Normalizations: ``batch_norm`` (Ioffe & Szegedy 2015, with running statistics),
+``layer_norm`` (Ba et al. 2016), ``group_norm`` (Wu & He 2018) and ``normalize`` (division by a
+p-norm).
 
-Written with differentiable ops (mean, biased variance, power), as ``batch_norm`` is, so their
-gradients of every order come from the engine.
+Written with differentiable ops (mean, biased variance, power), so their gradients of every
+order come from the engine.
 """
 from __future__ import annotations
 
 import numbers
 
+from ..autograd import no_grad
 from ..tensor import Tensor
 from ._util import check_tensor, normalize_dim
 from .elementwise import abs, clamp
 from .reduction import mean, sum, var
 
-__all__ = ["layer_norm", "group_norm", "normalize"]
+__all__ = ["batch_norm", "layer_norm", "group_norm", "normalize"]
 
 
 def _standardize(x, axes, eps):
@@ -80,3 +82,48 @@ def normalize(input, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor
     else:
         norm = sum(abs(x) ** p, d, keepdim=True) ** (1.0 / p)
     return x / clamp(norm, min=eps)
+
+
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+               training=False, momentum=0.1, eps=1e-5) -> Tensor:
+    """Batch normalization over all axes but the channel axis 1 (PyTorch's ``F.batch_norm``).
+
+    y = (x - mean) / sqrt(var + eps) * weight + bias, with the batch's mean and biased variance in
+    training (and the running statistics updated in place with the unbiased variance) or the
+    running statistics in evaluation.
+    """
+    x = check_tensor(x, "input")
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: input must have shape (N, C, ...), got {tuple(x.shape)}")
+    c = x.shape[1]
+    axes = (0,) + tuple(range(2, x.ndim))
+    bshape = (1, c) + (1,) * (x.ndim - 2)  # broadcast shape of per-channel vectors
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(f"batch_norm: {name} has shape {tuple(t.shape)}, expected ({c},) "
+                             f"for input of shape {tuple(x.shape)}")
+    if training or running_mean is None:
+        n = x.data.size // c
+        if training and n <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+                             f"got input of shape {tuple(x.shape)}")
+        mu = mean(x, axes, keepdim=True)
+        v = var(x, axes, keepdim=True, correction=0)
+        if training and running_mean is not None:
+            with no_grad():
+                running_mean.data[...] = (1 - momentum) * running_mean.data + \
+                    momentum * mu.data.reshape(c)
+                running_var.data[...] = (1 - momentum) * running_var.data + \
+                    momentum * v.data.reshape(c) * (n / (n - 1))
+                running_mean._vbox[0] += 1
+                running_var._vbox[0] += 1
+    else:
+        mu = running_mean.detach().reshape(bshape)
+        v = running_var.detach().reshape(bshape)
+    y = (x - mu) * (v + eps) ** -0.5
+    if weight is not None:
+        y = y * weight.reshape(bshape)
+    if bias is not None:
+        y = y + bias.reshape(bshape)
+    return y
