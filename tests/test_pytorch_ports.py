@@ -14,9 +14,13 @@ import pytest
 from harness import torch
 
 PORTS = pathlib.Path(__file__).resolve().parent.parent / "examples" / "pytorch_ports"
+# the repository root on sys.path only while importing the ports: left there, it would make the
+# top-level kernels/ directory importable as "kernels" for the rest of the run
 sys.path.insert(0, str(PORTS.parent.parent))
-
-from examples.pytorch_ports import dcgan, mnist_cnn, mnist_rnn, vae, word_lm  # noqa: E402
+try:
+    from examples.pytorch_ports import dcgan, mnist_cnn, mnist_rnn, vae, word_lm  # noqa: E402
+finally:
+    sys.path.remove(str(PORTS.parent.parent))
 
 SWAP = [  # tinygen import -> torch import (the only lines a port changed, besides data)
     (r"^import tinygen as torch$", "import torch"),
