@@ -530,12 +530,35 @@ extern "C" EMU_INTERNAL int emu_launch(void (*thunk)(void**), void** args, unsig
     launch.launch_token = (char*)malloc(1);
     launch.warp_tokens.resize((n + 31) / 32);
 #endif
+#if !EMU_ASAN && !EMU_TSAN
+    // Plain builds keep one pool of fiber stacks for every block and launch (mapping and first
+    // touching fresh stacks per block cost more than most kernels). Sanitizer builds map fresh
+    // stacks per block: their shadow must start clean.
+    static char* pool = nullptr;
+    static size_t pool_threads = 0;
+    if (pool_threads < n) {
+        if (pool) munmap(pool, stack_size * pool_threads);
+        pool = (char*)mmap(nullptr, stack_size * n, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (pool == MAP_FAILED) {
+            pool = nullptr;
+            pool_threads = 0;
+            snprintf(err, errlen, "cannot map fiber stacks");
+            return 1;
+        }
+        pool_threads = n;
+    }
+#endif
     for (unsigned z = 0; z < gz && !launch.failed; ++z)
     for (unsigned y = 0; y < gy && !launch.failed; ++y)
     for (unsigned x = 0; x < gx && !launch.failed; ++x) {
+#if EMU_ASAN || EMU_TSAN
         char* stacks = (char*)mmap(nullptr, stack_size * n, PROT_READ | PROT_WRITE,
                                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (stacks == MAP_FAILED) { snprintf(err, errlen, "cannot map fiber stacks"); return 1; }
+#else
+        char* stacks = pool;
+#endif
         BlockJob job{&launch, x, y, z, order, &rng, stacks, stack_size, 0};
 #if EMU_TSAN
         pthread_t th;
@@ -551,7 +574,9 @@ extern "C" EMU_INTERNAL int emu_launch(void (*thunk)(void**), void** args, unsig
 #else
         run_block(&job);
 #endif
+#if EMU_ASAN || EMU_TSAN
         munmap(stacks, stack_size * n);
+#endif
     }
 #if EMU_TSAN
     __tsan_acquire(launch.launch_token);  // the host reads what every thread wrote

@@ -93,13 +93,13 @@ class Autoencoder(GenerativeModel):
     # -- evaluation ------------------------------------------------------------------------------
     def reconstruct(self, images) -> np.ndarray:
         """g(f(x)) for NumPy images (N, 1, 28, 28), in batches, without gradients."""
-        parts = [out.numpy() for out, _ in self.batched(lambda x: self(self.as_tensor(x)),
+        parts = [out.cpu().numpy() for out, _ in self.batched(lambda x: self(self.as_tensor(x)),
                                                         images)]
         return np.concatenate(parts) if parts else np.zeros((0,) + IMAGE_SHAPE, np.float32)
 
     def codes(self, images) -> np.ndarray:
         """f(x) (N, d) for NumPy images."""
-        parts = [z.numpy() for z, _ in self.batched(lambda x: self.encode(self.as_tensor(x)),
+        parts = [z.cpu().numpy() for z, _ in self.batched(lambda x: self.encode(self.as_tensor(x)),
                                                     images)]
         return np.concatenate(parts)
 
@@ -131,13 +131,13 @@ class Autoencoder(GenerativeModel):
     # -- generation ------------------------------------------------------------------------------
     def sample(self, n, rng):
         """g(z), z ~ N(m^, Delta^): images (n, 1, 28, 28) clipped to [0, 1]."""
-        std = self.code_std.numpy()
+        std = self.code_std.cpu().numpy()
         if not np.any(std > 0):
             raise ValueError("this checkpoint has no fitted code distribution (the run did not "
                              "finish); sample from the final checkpoint of a completed run")
-        z = self.code_mean.numpy() + std * rng.standard_normal((n, len(std)))
+        z = self.code_mean.cpu().numpy() + std * rng.standard_normal((n, len(std)))
         with no_grad():
-            x = self.decode(self.as_tensor(z)).numpy()
+            x = self.decode(self.as_tensor(z)).cpu().numpy()
         return np.clip(x, 0.0, 1.0)
 
     def interpolate(self, x0, x1, steps=10) -> np.ndarray:
@@ -147,7 +147,7 @@ class Autoencoder(GenerativeModel):
         alpha = np.linspace(0.0, 1.0, steps)[None, :, None]           # (1, steps, 1)
         z = (1 - alpha) * z0[:, None] + alpha * z1[:, None]           # (R, steps, d)
         with no_grad():
-            x = self.decode(self.as_tensor(z.reshape(-1, z0.shape[1]))).numpy()
+            x = self.decode(self.as_tensor(z.reshape(-1, z0.shape[1]))).cpu().numpy()
         return np.clip(x.reshape(len(x0), steps, *IMAGE_SHAPE), 0.0, 1.0)
 
     def pictures(self, out_dir, dataset, rng):
@@ -160,7 +160,7 @@ class Autoencoder(GenerativeModel):
         paths.append(img.save_interpolations(self.interpolate(x[pick[0]], x[pick[1]]),
                                              os.path.join(out_dir, "interpolations.png"),
                                              scale=2))
-        if np.any(self.code_std.numpy() > 0):
+        if np.any(self.code_std.cpu().numpy() > 0):
             paths.append(img.save_image_grid(self.sample(64, rng),
                                              os.path.join(out_dir, "samples.png"), nrow=8,
                                              scale=2))
@@ -226,7 +226,7 @@ class LinearAutoencoder(Autoencoder):
 
     def decoder_basis(self) -> np.ndarray:
         """W_d (784, d): its column space is what should match PCA."""
-        return self.decoder.weight.numpy()
+        return self.decoder.weight.cpu().numpy()
 
     def extra_metrics(self, data, split, dataset):
         """The PCA baseline, and (once, with the first split) the largest principal angle
@@ -340,7 +340,7 @@ class DenoisingAutoencoder(MLPAutoencoder):
         super().__init__(config)
 
     def corrupt(self, x, rng):
-        noisy = corrupt_array(x.numpy(), self.config.noise, self.config.noise_level, rng)
+        noisy = corrupt_array(x.cpu().numpy(), self.config.noise, self.config.noise_level, rng)
         return self.as_tensor(noisy)
 
     def evaluate(self, dataset):
@@ -415,7 +415,7 @@ class ContractiveAutoencoder(Autoencoder):
     def evaluate(self, dataset):
         """``mse`` and ``jacobian_norm2``: mean ||J_f(x)||_F^2 over the set."""
         metrics = super().evaluate(dataset)
-        norms = [self.jacobian_norm2(self.encode(self.as_tensor(x))).numpy().sum()
+        norms = [self.jacobian_norm2(self.encode(self.as_tensor(x))).cpu().numpy().sum()
                  for x in np.array_split(dataset.images, max(1, len(dataset.images) // 500))]
         metrics["jacobian_norm2"] = float(np.sum(norms) / len(dataset.images))
         return metrics
