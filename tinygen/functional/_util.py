@@ -102,10 +102,10 @@ def binary_operands(a, b):
     if not isinstance(a, Tensor):
         if not isinstance(b, Tensor):
             raise TypeError("at least one operand must be a Tensor")
-        dtype = result_type(a, b)
+        dtype = _with_scalar(b, a)
         a = to_operand(a, b, dtype)
     elif not isinstance(b, Tensor):
-        dtype = result_type(a, b)
+        dtype = _with_scalar(a, b)
         b = to_operand(b, a, dtype)
     else:
         if type(a.data) is not type(b.data):
@@ -114,23 +114,38 @@ def binary_operands(a, b):
         if a.data.dtype == b.data.dtype:
             return a, b
         dtype = result_type(a, b)
-    if a.data.dtype != dtype:
-        a = a.to(dtype)
-    if b.data.dtype != dtype:
-        b = b.to(dtype)
-    return a, b
+    return _cast(a, dtype), _cast(b, dtype)
+
+
+def _with_scalar(t: Tensor, value):
+    """:func:`result_type` of a tensor and a Python number, with the common case first: a number
+    of the tensor's category or a lower one leaves the tensor's dtype (``float32 * 2.0``)."""
+    kind = t.data.dtype.kind
+    if isinstance(value, (bool, np.bool_)) or (kind == "f" and isinstance(value, numbers.Real)) \
+            or (kind in "iu" and isinstance(value, numbers.Integral)):
+        return t.data.dtype
+    return result_type(t, value)
+
+
+def _cast(t: Tensor, dtype) -> Tensor:
+    """``t`` as ``dtype``: differentiable when it requires grad, else a plain array cast."""
+    if t.data.dtype == dtype:
+        return t
+    if t.requires_grad:
+        return t.to(dtype)
+    return Tensor._wrap(t.data.astype(dtype))
 
 
 def broadcast_operands(a, b, name: str):
     """:func:`binary_operands`, then a :class:`ShapeError` naming ``name`` and both shapes when
     they do not broadcast together."""
     a, b = binary_operands(a, b)
-    if a.data.shape != b.data.shape:
-        try:
-            np.broadcast_shapes(a.data.shape, b.data.shape)
-        except ValueError:
-            raise ShapeError(f"{name}: the shapes {tuple(a.shape)} and {tuple(b.shape)} do not "
-                             f"broadcast together") from None
+    sa, sb = a.data.shape, b.data.shape
+    if sa != sb:
+        for x, y in zip(reversed(sa), reversed(sb)):  # trailing axes: equal, or one of them 1
+            if x != y and x != 1 and y != 1:
+                raise ShapeError(f"{name}: the shapes {tuple(sa)} and {tuple(sb)} do not "
+                                 f"broadcast together")
     return a, b
 
 
