@@ -70,3 +70,29 @@ def test_train_conv_ae_on_the_emulated_gpu_matches_the_cpu(tmp_path, emulated_gp
                 assert b[key] == pytest.approx(value, rel=0.02), (key, a, b)
                 compared += 1
     assert compared, f"no loss/MSE values in metrics.jsonl: {cpu}"
+
+
+@pytest.mark.parametrize("kernel", ["tiled", "naive", "library"])
+def test_engine_matmul_selects_the_own_sgemm(emulated_gpu, monkeypatch, kernel):
+    """F.matmul (forward and backward) through kernels/cuda/matmul.py's default kernel."""
+    import tinygen
+    from tinygen.kernels.cuda import matmul as cuda_matmul
+    calls = []
+    launch = cuda_matmul._runtime.launch
+    monkeypatch.setattr(cuda_matmul._runtime, "launch",
+                        lambda *a, **k: (calls.append(a[1]), launch(*a, **k))[1])
+    monkeypatch.setattr(cuda_matmul, "_default", kernel)
+    rng = np.random.default_rng(0)
+    a, b, g = rng.standard_normal((37, 20)), rng.standard_normal((20, 45)), \
+        rng.standard_normal((37, 45))
+    results = {}
+    for device in ("cpu", "cuda"):
+        ta = tinygen.tensor(a, requires_grad=True, device=device)
+        tb = tinygen.tensor(b, requires_grad=True, device=device)
+        out = ta @ tb
+        out.backward(tinygen.tensor(g, device=device))
+        results[device] = [t.cpu().numpy() for t in (out, ta.grad, tb.grad)]
+    for got, want in zip(results["cuda"], results["cpu"]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    own = [c for c in calls if c.startswith("matmul_")]
+    assert own == ([] if kernel == "library" else [f"matmul_{kernel}_f64"] * 3), calls

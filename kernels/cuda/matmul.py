@@ -8,7 +8,9 @@
 * ``"naive"``   -- one thread per output element (2-D operands): the ladder's first rung.
 
 The default comes from :func:`set_default_kernel` or the ``TINYGEN_CUDA_MATMUL`` environment
-variable (``library`` unless set). ``benchmarks/gpu_check.py`` times the own SGEMM against cuBLAS.
+variable (``library`` unless set); the engine's matmul (:func:`tinygen.functional.matmul`, its
+backward too) goes through :func:`matmul` with the default, so ``TINYGEN_CUDA_MATMUL=tiled``
+trains a model on the own SGEMM. ``benchmarks/gpu_check.py`` times it against cuBLAS.
 """
 from __future__ import annotations
 
@@ -44,10 +46,19 @@ def default_kernel() -> str:
     return kernel
 
 
+def _own_kernel_fits(a, b) -> bool:
+    return a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and \
+        a.dtype.name in ("float32", "float64")
+
+
 def matmul(a, b, kernel=None):
     """a @ b. ``kernel``: ``"library"`` (cuBLAS), ``"tiled"`` or ``"naive"`` (own kernels, 2-D
-    float32/float64 operands of one dtype); None takes :func:`default_kernel`."""
-    kernel = default_kernel() if kernel is None else kernel
+    float32/float64 operands of one dtype); None takes :func:`default_kernel`, which falls back
+    to cuBLAS for what the own kernels do not cover (batched, integer, mixed dtypes)."""
+    if kernel is None:
+        kernel = default_kernel()
+        if kernel != "library" and not _own_kernel_fits(a, b):
+            kernel = "library"
     if kernel not in KERNELS:
         raise ValueError(f"matmul: kernel must be one of {KERNELS}, got {kernel!r}")
     cp = _runtime.cupy()
