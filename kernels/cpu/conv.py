@@ -34,10 +34,12 @@ __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_transpose_forward", "co
 # less); 64 MB (the whole batch of the largest layer in one GEMM) gave the best median.
 _CHUNK_BYTES = 64 << 20
 # Workspace of one chunk when the chunks run on all cores (``_threads.run_pieces``): small
-# enough to stay in a core's L2 cache. Single-threaded GEMMs (kh*O, C*kw) @ (C*kw, cols) of the conv
-# autoencoder's largest layer ran at 121 GFLOP/s per core with 10-sample chunks (~6 MB of
-# workspace) and 95 GFLOP/s on the whole batch (CPU time, one thread, same process).
-_THREAD_CHUNK_BYTES = 6 << 20
+# enough to stay in a core's L2 cache (2 MB per core on the development VM). CPU time of one
+# forward+backward of the conv autoencoder's 32->32 k5 layer on 24x24 (batch 100, one thread,
+# two sweeps in one process): 1 MB 88-96 ms, 2 MB 91-92, 4 MB 95-109, 6 MB 96-117, 16 MB
+# 105-116, 64 MB (the whole batch) 127-135; the transposed 20->24 layer alike (2 MB 83-87,
+# 64 MB 127-133).
+_THREAD_CHUNK_BYTES = 2 << 20
 
 
 def _border(geom, height, width):
