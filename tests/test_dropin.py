@@ -363,7 +363,7 @@ def test_cells_match_torch(name):
     ours = getattr(tinygen.nn, name)(3, 4, dtype=tinygen.float64)
     ours.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
     rng = np.random.default_rng(4)
-    check_op(lambda x, h: ours(x.double(), h.double()).to(x.dtype),
+    check_op(lambda x, h: ours(x.double(), h.double()).to(x.dtype),   # second order too
              [rng.standard_normal((2, 3)), rng.standard_normal((2, 4))], float32=False,
              torch_fn=lambda x, h: tm(x.double(), h.double()).to(x.dtype))
 
@@ -429,3 +429,41 @@ def test_cross_entropy_label_smoothing_through_the_harness(data, smoothing, redu
                  torch.tensor(weight, dtype=t.dtype), reduction=reduction,
                  label_smoothing=smoothing)) if torch is not None else None)
     assert tinygen.nn.CrossEntropyLoss(label_smoothing=smoothing).label_smoothing == smoothing
+
+
+def test_dataloader_samplers_subsets_and_unbatched():
+    from tinygen.utils.data import (BatchSampler, ConcatDataset, DataLoader, SequentialSampler,
+                                    Subset, TensorDataset)
+    ds = TensorDataset(tinygen.arange(6), tinygen.arange(6) * 10)
+    single = list(DataLoader(ds, batch_size=None))
+    assert len(single) == 6 and single[2][1].item() == 20                 # samples, uncollated
+    sub = Subset(ds, [5, 0, 3])
+    assert [b[0].numpy().tolist() for b in DataLoader(sub, batch_size=2)] == [[5, 0], [3]]
+    both = ConcatDataset([sub, ds])
+    assert len(both) == 9 and both[3][0].item() == 0 and both[-1][0].item() == 5
+    sampler = BatchSampler(SequentialSampler(ds), batch_size=4, drop_last=False)
+    loader = DataLoader(ds, batch_sampler=sampler)
+    assert [b[0].numpy().tolist() for b in loader] == [[0, 1, 2, 3], [4, 5]] and len(loader) == 2
+    loader = DataLoader(ds, batch_size=4, collate_fn=lambda items: len(items))
+    assert list(loader) == [4, 2]
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        DataLoader(ds, batch_size=2, shuffle=True, sampler=SequentialSampler(ds))
+    with pytest.raises(ValueError, match="first dimension"):
+        TensorDataset(tinygen.zeros(3), tinygen.zeros(4))
+
+
+@needs_torch
+def test_chained_schedulers_match_torch():
+    """Two epoch-based schedulers on one optimizer compose, as PyTorch's chainable ones."""
+    opt = tinygen.optim.SGD([tinygen.zeros(1, requires_grad=True)], lr=1.0)
+    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    ours = [tinygen.optim.lr_scheduler.StepLR(opt, 3, 0.5),
+            tinygen.optim.lr_scheduler.ExponentialLR(opt, 0.9)]
+    theirs = [torch.optim.lr_scheduler.StepLR(topt, 3, 0.5),
+              torch.optim.lr_scheduler.ExponentialLR(topt, 0.9)]
+    for _ in range(12):
+        opt.step()
+        topt.step()
+        for s in ours + theirs:
+            s.step()
+        assert opt.param_groups[0]["lr"] == pytest.approx(topt.param_groups[0]["lr"], rel=1e-12)
