@@ -145,10 +145,14 @@ def _layer_closures(lib, op, xs, w, b, stride):
 
 
 def conv_layers(batch=100, repeat=50, channels=32, latent=8):
-    """Forward and forward+backward of each conv-AE layer, tinygen (CUDA) vs PyTorch (cuDNN)."""
+    """Forward and forward+backward of each conv-AE layer, tinygen (CUDA) vs PyTorch (cuDNN).
+
+    tinygen runs both rungs of ``kernels.cuda.conv.ALGORITHM``: im2col + cuBLAS (the default,
+    ``tinygen_*`` columns) and the naive direct kernels (``direct_*``)."""
     import numpy as np
     import tinygen
     from tinygen import functional as F
+    from tinygen.kernels.cuda import conv as cuda_conv
 
     cp = _cupy()
     time_ms, clock = _gpu_timer(cp)
@@ -164,8 +168,15 @@ def conv_layers(batch=100, repeat=50, channels=32, latent=8):
         fwd, fb = _layer_closures(tinygen, F.conv2d if kind == "conv" else F.conv_transpose2d,
                                   xs, w, b, s)
         out_size = (size - k) // s + 1 if kind == "conv" else (size - 1) * s + k
-        row = {"layer": f"{kind} {cin}->{cout} k{k} s{s} {size}->{out_size}",
-               "tinygen_fwd_ms": time_ms(fwd, repeat), "tinygen_fwdbwd_ms": time_ms(fb, repeat)}
+        row = {"layer": f"{kind} {cin}->{cout} k{k} s{s} {size}->{out_size}"}
+        default = cuda_conv.ALGORITHM
+        try:
+            for algorithm, prefix in (("im2col", "tinygen"), ("direct", "direct")):
+                cuda_conv.ALGORITHM = algorithm
+                row[prefix + "_fwd_ms"] = time_ms(fwd, repeat)
+                row[prefix + "_fwdbwd_ms"] = time_ms(fb, repeat)
+        finally:
+            cuda_conv.ALGORITHM = default
         if torch is not None:
             tf = torch.nn.functional
             fwd, fb = _layer_closures(torch, tf.conv2d if kind == "conv" else tf.conv_transpose2d,
@@ -309,15 +320,16 @@ def _fmt(v):
 
 
 def markdown(result) -> str:
-    """A markdown table of :func:`run`'s result (ms; ratio tinygen / PyTorch)."""
+    """A markdown table of :func:`run`'s result (ms; ratio = tinygen's default / PyTorch)."""
     tiny = " (tiny sizes)" if result["tiny"] else ""
     lines = [f"Timing: {result['conv_layers']['clock']}{tiny}",
-             "", "| conv-AE layer | fwd ms | torch | ratio | fwd+bwd ms | torch | ratio |",
-             "|---|---|---|---|---|---|---|"]
+             "", "| conv-AE layer | fwd ms | direct | torch | ratio | fwd+bwd ms | direct | "
+             "torch | ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["conv_layers"]["rows"]:
         lines.append(f"| {r['layer']} | {_fmt(r['tinygen_fwd_ms'])} | "
-                     f"{_fmt(r.get('torch_fwd_ms'))} "
+                     f"{_fmt(r['direct_fwd_ms'])} | {_fmt(r.get('torch_fwd_ms'))} "
                      f"| {_fmt(r['fwd_ratio'])} | {_fmt(r['tinygen_fwdbwd_ms'])} | "
+                     f"{_fmt(r['direct_fwdbwd_ms'])} | "
                      f"{_fmt(r.get('torch_fwdbwd_ms'))} | {_fmt(r['fwdbwd_ratio'])} |")
     s = result["conv_ae_step"]
     lines += ["", "| conv-AE training step | tinygen ms | torch ms | ratio |", "|---|---|---|---|",

@@ -8,6 +8,8 @@ atomics); batch chunking; argument errors.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -85,28 +87,55 @@ def _check_all_drivers(case, dtype):
             np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol, err_msg=f"{name} {geom}")
 
 
+@contextlib.contextmanager
+def _algorithm(name):
+    """Run the block with kernels.cuda.conv.ALGORITHM = ``name``."""
+    from tinygen.kernels.cuda import conv as cuda_conv
+    saved = cuda_conv.ALGORITHM
+    cuda_conv.ALGORITHM = name
+    try:
+        yield
+    finally:
+        cuda_conv.ALGORITHM = saved
+
+
+ALGORITHMS = ("im2col", "direct")   # kernels.cuda.conv.ALGORITHM: the ladder's two rungs
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("order", ORDERS)
 @given(case=conv_cases(), dtype=st.sampled_from(DTYPES))
-@settings(max_examples=15)
-def test_conv_drivers_match_cpu(order, case, dtype):
-    with thread_order(order, seed=7):
+@settings(max_examples=12)
+def test_conv_drivers_match_cpu(algorithm, order, case, dtype):
+    with thread_order(order, seed=7), _algorithm(algorithm):
         _check_all_drivers(case, dtype)
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("order", ORDERS)
 @given(case=conv_cases(transposed=True), dtype=st.sampled_from(DTYPES))
-@settings(max_examples=15)
-def test_transposed_geometries_with_output_padding_match_cpu(order, case, dtype):
-    with thread_order(order, seed=11):
+@settings(max_examples=12)
+def test_transposed_geometries_with_output_padding_match_cpu(algorithm, order, case, dtype):
+    with thread_order(order, seed=11), _algorithm(algorithm):
         _check_all_drivers(case, dtype)
 
 
-def test_lecture_autoencoder_layers_match_cpu():
+def test_a_bad_algorithm_is_a_clear_error():
+    from tinygen.kernels.cuda import conv as cuda_conv
+    geom = geometry.conv_geometry("conv2d", (4, 4), (3, 3), 1, 0, 1)
+    with device_cupy() as cp, _algorithm("winograd"), pytest.raises(ValueError,
+                                                                     match="ALGORITHM"):
+        cuda_conv.conv2d_forward(cp.zeros((1, 1, 4, 4), dtype=np.float32),
+                                 cp.zeros((1, 1, 3, 3), dtype=np.float32), geom, 1)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_lecture_autoencoder_layers_match_cpu(algorithm):
     """The strided layers of the lecture's conv autoencoder (C = 4 for speed), float32."""
     from tinygen.kernels.cuda import conv as cuda_conv
     rng = np.random.default_rng(0)
     layers = [(4, 4, 4, 2, 20), (4, 4, 3, 2, 9), (1, 4, 5, 1, 28)]   # C_in, C_out, k, stride, size
-    with device_cupy() as cp:
+    with device_cupy() as cp, _algorithm(algorithm):
         for cin, cout, k, s, size in layers:
             geom = geometry.conv_geometry("conv2d", (size, size), (k, k), s, 0, 1)
             x = rng.standard_normal((2, cin, size, size)).astype(np.float32)
@@ -217,7 +246,8 @@ def test_gpu_benchmark_entries_run_at_tiny_sizes():
               "lstm": bench.lstm_sequences([(2, 1, 2, 3)], repeat=1)}
     rows = result["conv_layers"]["rows"]
     assert len(rows) == 10
-    times = [r[k] for r in rows for k in ("tinygen_fwd_ms", "tinygen_fwdbwd_ms")]
+    times = [r[k] for r in rows for k in ("tinygen_fwd_ms", "tinygen_fwdbwd_ms", "direct_fwd_ms",
+                                          "direct_fwdbwd_ms")]
     times += [result["conv_ae_step"]["tinygen_step_ms"],
               result["lstm"]["rows"][0]["tinygen_fwdbwd_ms"],
               result["lstm"]["rows"][0]["tinygen_per_step_ms"]]

@@ -17,6 +17,11 @@
 // gather, each thread owns one pixel of x and adds the cols entries that read it, in a fixed order
 // (kernel row i, then column j, ascending), so the result is deterministic and needs no atomics.
 //
+// The naive rung of the ladder (conv.py's ALGORITHM = "direct"): the same three operations as
+// direct loops, one thread per output element and no GEMM -- conv2d_direct, conv2d_transpose_direct
+// (a gather too) and conv2d_weight_direct (each thread sums over the batch and the output pixels).
+// Short and easy to check, and benchmarked against im2col + cuBLAS (benchmarks/bench_cuda_conv.py).
+//
 // Kernel rules (so that NVRTC, nvcc and the g++ emulator under tests/ all accept this file): no
 // #include; extern "C" __global__ entry points with scalar or pointer parameters; 1-D launches with
 // grid-stride loops (any grid and block size gives the same result); no shared memory, barriers or
@@ -34,61 +39,67 @@
 #define TG_FITS_32(total) ((total) < 2147483648LL)
 #endif
 
+// Grid-stride loop over the flat indices 0 .. total-1, in index type I.
+#define TG_GRID_LOOP(I, idx, total)                                                              \
+    for (I idx = (I)blockIdx.x * blockDim.x + threadIdx.x; idx < (I)(total);                     \
+         idx += (I)blockDim.x * gridDim.x)
+
+// The coordinates (a, b, c, d) of flat index idx in a C-contiguous (., nb, nc, nd) array.
+template <typename I>
+__device__ void tg_unravel4(I idx, int nb, int nc, int nd, int& a, int& b, int& c, int& d) {
+    d = (int)(idx % (I)nd);
+    idx /= (I)nd;
+    c = (int)(idx % (I)nc);
+    idx /= (I)nc;
+    b = (int)(idx % (I)nb);
+    a = (int)(idx / (I)nb);
+}
+
+// x[n, ch, r, s] of an (N, C, H, W) image, or 0 outside it (the zero padding).
+template <typename T>
+__device__ T tg_pixel(const T* x, int n, int ch, int r, int s, int n_chan, int height, int width) {
+    if (r < 0 || r >= height || s < 0 || s >= width) return (T)0;
+    return x[(((long long)n * n_chan + ch) * height + r) * width + s];
+}
+
+// The scalar parameters every kernel below takes: x's shape and the geometry of both axes.
+#define TG_GEOM_PARAMS int n_batch, int n_chan, int height, int width, int kh, int kw, int sh,    \
+                       int sw, int ph, int pw, int dh, int dw, int oh, int ow
+#define TG_GEOM_ARGS n_batch, n_chan, height, width, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
+
 // One thread per element of cols: (row, n, p) with row = (c*kh + i)*kw + j, p = oy*ow + ox.
 template <typename T, typename I>
-__device__ void im2col_body(const T* x, T* cols, int n_batch, int n_chan, int height, int width,
-                            int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                            int oh, int ow, long long total) {
-    const I p_count = (I)oh * (I)ow;
-    for (I idx = (I)blockIdx.x * blockDim.x + threadIdx.x; idx < (I)total;
-         idx += (I)blockDim.x * gridDim.x) {
-        const I p = idx % p_count;
-        const I rest = idx / p_count;                   // row * n_batch + n
-        const int n = (int)(rest % (I)n_batch);
-        const int row = (int)(rest / (I)n_batch);
+__device__ void im2col_body(const T* x, T* cols, TG_GEOM_PARAMS, long long total) {
+    TG_GRID_LOOP(I, idx, total) {
+        int row, n, oy, ox;
+        tg_unravel4<I>(idx, n_batch, oh, ow, row, n, oy, ox);
         const int j = row % kw;
         const int i = (row / kw) % kh;
         const int c = row / (kw * kh);
-        const int oy = (int)(p / (I)ow);
-        const int ox = (int)(p % (I)ow);
-        const int r = oy * sh + i * dh - ph;
-        const int s = ox * sw + j * dw - pw;
-        T v = (T)0;
-        if (r >= 0 && r < height && s >= 0 && s < width) {
-            v = x[(((long long)n * n_chan + c) * height + r) * width + s];
-        }
-        cols[idx] = v;
+        cols[idx] = tg_pixel(x, n, c, oy * sh + i * dh - ph, ox * sw + j * dw - pw, n_chan,
+                             height, width);
     }
 }
 
 // One thread per pixel of x: x[n, c, r, s] = sum over (i, j) and the output positions (oy, ox)
 // with oy*sh + i*dh - ph = r and ox*sw + j*dw - pw = s of cols[(c*kh + i)*kw + j, n, oy*ow + ox].
 template <typename T, typename I>
-__device__ void col2im_body(const T* cols, T* x, int n_batch, int n_chan, int height, int width,
-                            int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                            int oh, int ow, long long total) {
+__device__ void col2im_body(const T* cols, T* x, TG_GEOM_PARAMS, long long total) {
     const long long p_count = (long long)oh * ow;
-    for (I idx = (I)blockIdx.x * blockDim.x + threadIdx.x; idx < (I)total;
-         idx += (I)blockDim.x * gridDim.x) {
-        const int s = (int)(idx % (I)width);
-        const I rest = idx / (I)width;                  // (n * n_chan + c) * height + r
-        const int r = (int)(rest % (I)height);
-        const I nc = rest / (I)height;
-        const int c = (int)(nc % (I)n_chan);
-        const int n = (int)(nc / (I)n_chan);
+    TG_GRID_LOOP(I, idx, total) {
+        int n, c, r, s;
+        tg_unravel4<I>(idx, n_chan, height, width, n, c, r, s);
         T acc = (T)0;
         for (int i = 0; i < kh; ++i) {
             const int ty = r + ph - i * dh;              // = oy * sh when this row is read
             if (ty < 0) break;                           // ty only decreases with i
-            if (ty % sh != 0) continue;
+            if (ty % sh != 0 || ty / sh >= oh) continue;
             const int oy = ty / sh;
-            if (oy >= oh) continue;
             for (int j = 0; j < kw; ++j) {
                 const int tx = s + pw - j * dw;
                 if (tx < 0) break;
-                if (tx % sw != 0) continue;
+                if (tx % sw != 0 || tx / sw >= ow) continue;
                 const int ox = tx / sw;
-                if (ox >= ow) continue;
                 const long long row = ((long long)c * kh + i) * kw + j;
                 acc += cols[(row * n_batch + n) * p_count + (long long)oy * ow + ox];
             }
@@ -100,9 +111,7 @@ __device__ void col2im_body(const T* cols, T* x, int n_batch, int n_chan, int he
 // dst (B, A, P) = src (A, B, P) with the two leading axes swapped: (N, C, P) <-> (C, N, P).
 template <typename T, typename I>
 __device__ void swap_leading_axes_body(const T* src, T* dst, int a, int b, long long p) {
-    const long long total = (long long)a * b * p;
-    for (I idx = (I)blockIdx.x * blockDim.x + threadIdx.x; idx < (I)total;
-         idx += (I)blockDim.x * gridDim.x) {
+    TG_GRID_LOOP(I, idx, (long long)a * b * p) {
         const I q = idx % (I)p;                          // idx indexes dst: (jb * a + ia) * p + q
         const I rest = idx / (I)p;
         const long long ia = (long long)(rest % (I)a);
@@ -111,9 +120,86 @@ __device__ void swap_leading_axes_body(const T* src, T* dst, int a, int b, long 
     }
 }
 
-#define TG_GEOM_PARAMS int n_batch, int n_chan, int height, int width, int kh, int kw, int sh,    \
-                       int sw, int ph, int pw, int dh, int dw, int oh, int ow
-#define TG_GEOM_ARGS n_batch, n_chan, height, width, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow
+// -- the naive rung: direct convolution -----------------------------------------------------------
+// Channels: C = groups * cg input, O = groups * og output; output channel o belongs to group
+// o / og, whose input channels are g*cg .. g*cg + cg - 1; w is (O, cg, kh, kw).
+
+// y[n, o, oy, ox] = sum_{c, i, j} w[o, c, i, j] x[n, g*cg + c, r, s]
+//     with r = oy*sh + i*dh - ph, s = ox*sw + j*dw - pw (x is 0 outside)
+template <typename T, typename I>
+__device__ void conv2d_direct_body(const T* x, const T* w, T* y, TG_GEOM_PARAMS, int n_out,
+                                   int groups, long long total) {
+    const int cg = n_chan / groups, og = n_out / groups;
+    TG_GRID_LOOP(I, idx, total) {
+        int n, o, oy, ox;
+        tg_unravel4<I>(idx, n_out, oh, ow, n, o, oy, ox);
+        const int g = o / og;
+        const T* wo = w + (long long)o * cg * kh * kw;                   // w[o] (cg, kh, kw)
+        T acc = (T)0;
+        for (int c = 0; c < cg; ++c)
+            for (int i = 0; i < kh; ++i)
+                for (int j = 0; j < kw; ++j)
+                    acc += wo[(c * kh + i) * kw + j] *
+                           tg_pixel(x, n, g * cg + c, oy * sh + i * dh - ph, ox * sw + j * dw - pw,
+                                    n_chan, height, width);
+        y[idx] = acc;
+    }
+}
+
+// x[n, g*cg + c, r, s] = sum over o of group g and (i, j, oy, ox) with oy*sh + i*dh - ph = r,
+// ox*sw + j*dw - pw = s of w[o, c, i, j] y[n, o, oy, ox]: the adjoint of conv2d_direct, a gather.
+template <typename T, typename I>
+__device__ void conv2d_transpose_direct_body(const T* y, const T* w, T* x, TG_GEOM_PARAMS,
+                                             int n_out, int groups, long long total) {
+    const int cg = n_chan / groups, og = n_out / groups;
+    TG_GRID_LOOP(I, idx, total) {
+        int n, channel, r, s;
+        tg_unravel4<I>(idx, n_chan, height, width, n, channel, r, s);
+        const int g = channel / cg, c = channel % cg;
+        T acc = (T)0;
+        for (int i = 0; i < kh; ++i) {
+            const int ty = r + ph - i * dh;
+            if (ty < 0) break;
+            if (ty % sh != 0 || ty / sh >= oh) continue;
+            const int oy = ty / sh;
+            for (int j = 0; j < kw; ++j) {
+                const int tx = s + pw - j * dw;
+                if (tx < 0) break;
+                if (tx % sw != 0 || tx / sw >= ow) continue;
+                const int ox = tx / sw;
+                for (int k = 0; k < og; ++k) {
+                    const int o = g * og + k;
+                    acc += w[(((long long)o * cg + c) * kh + i) * kw + j] *
+                           y[(((long long)n * n_out + o) * oh + oy) * ow + ox];
+                }
+            }
+        }
+        x[idx] = acc;
+    }
+}
+
+// dw[o, c, i, j] = sum_{n, oy, ox} gy[n, o, oy, ox] x[n, g*cg + c, r, s]   (r, s as above)
+template <typename T, typename I>
+__device__ void conv2d_weight_direct_body(const T* x, const T* gy, T* dwt, TG_GEOM_PARAMS,
+                                          int n_out, int groups, long long total) {
+    const int cg = n_chan / groups, og = n_out / groups;
+    TG_GRID_LOOP(I, idx, total) {
+        int o, c, i, j;
+        tg_unravel4<I>(idx, cg, kh, kw, o, c, i, j);
+        const int g = o / og;
+        T acc = (T)0;
+        for (int n = 0; n < n_batch; ++n) {
+            const T* gyo = gy + ((long long)n * n_out + o) * oh * ow;      // gy[n, o] (oh, ow)
+            for (int oy = 0; oy < oh; ++oy)
+                for (int ox = 0; ox < ow; ++ox)
+                    acc += gyo[oy * ow + ox] *
+                           tg_pixel(x, n, g * cg + c, oy * sh + i * dh - ph, ox * sw + j * dw - pw,
+                                    n_chan, height, width);
+        }
+        dwt[idx] = acc;
+    }
+}
+
 // Run body<T, 32-bit index> when total fits, else body<T, 64-bit index>.
 #define TG_DISPATCH(body, T, total, ...)                                                         \
     if (TG_FITS_32(total)) body<T, unsigned int>(__VA_ARGS__, total);                            \
@@ -127,6 +213,21 @@ extern "C" __global__ void im2col_##SUF(const T* x, T* cols, TG_GEOM_PARAMS) {  
 extern "C" __global__ void col2im_##SUF(const T* cols, T* x, TG_GEOM_PARAMS) {                   \
     const long long total = (long long)n_batch * n_chan * height * width;                        \
     TG_DISPATCH(col2im_body, T, total, cols, x, TG_GEOM_ARGS)                                    \
+}                                                                                                \
+extern "C" __global__ void conv2d_direct_##SUF(const T* x, const T* w, T* y, TG_GEOM_PARAMS,     \
+                                               int n_out, int groups) {                          \
+    const long long total = (long long)n_batch * n_out * oh * ow;                                \
+    TG_DISPATCH(conv2d_direct_body, T, total, x, w, y, TG_GEOM_ARGS, n_out, groups)              \
+}                                                                                                \
+extern "C" __global__ void conv2d_transpose_direct_##SUF(const T* y, const T* w, T* x,          \
+                                                         TG_GEOM_PARAMS, int n_out, int groups) {\
+    const long long total = (long long)n_batch * n_chan * height * width;                        \
+    TG_DISPATCH(conv2d_transpose_direct_body, T, total, y, w, x, TG_GEOM_ARGS, n_out, groups)    \
+}                                                                                                \
+extern "C" __global__ void conv2d_weight_direct_##SUF(const T* x, const T* gy, T* dwt,          \
+                                                      TG_GEOM_PARAMS, int n_out, int groups) {   \
+    const long long total = (long long)n_out * (n_chan / groups) * kh * kw;                      \
+    TG_DISPATCH(conv2d_weight_direct_body, T, total, x, gy, dwt, TG_GEOM_ARGS, n_out, groups)    \
 }                                                                                                \
 extern "C" __global__ void swap_leading_axes_##SUF(const T* src, T* dst, int a, int b,          \
                                                    long long p) {                                \

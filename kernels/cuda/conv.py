@@ -19,6 +19,10 @@ width). The adjoint structure is the CPU path's im2col one:
 where y_g and gy_g are the channel-major (O, N, P) copies of (N, O, P) arrays made by the
 ``swap_leading_axes`` kernel. The batch is processed in chunks of at most
 :data:`WORKSPACE_BYTES` of workspace.
+
+:data:`ALGORITHM` ``"direct"`` selects the naive rung of the ladder instead: one kernel per
+operation, a thread per output element looping over the window (``conv2d_direct``,
+``conv2d_transpose_direct``, ``conv2d_weight_direct`` in ``conv.cu``), no GEMM and no workspace.
 """
 from __future__ import annotations
 
@@ -35,6 +39,22 @@ _SOURCE = "conv.cu"
 # largest layer at batch 100 (32 channels, 5x5 kernel, 20x20 output, float32) needs about 130 MB:
 # one chunk on a GPU, so one GEMM per group and layer.
 WORKSPACE_BYTES = 512 << 20
+
+#: ``"im2col"`` (im2col / col2im kernels around cuBLAS GEMMs, the default) or ``"direct"`` (the
+#: naive one-kernel loops); benchmarks/bench_cuda_conv.py times both.
+ALGORITHM = "im2col"
+
+
+def _use_direct():
+    if ALGORITHM not in ("im2col", "direct"):
+        raise ValueError(f"kernels.cuda.conv.ALGORITHM must be 'im2col' or 'direct', got "
+                         f"{ALGORITHM!r}")
+    return ALGORITHM == "direct"
+
+
+def _direct_args(x_shape, geom, n_out, groups):
+    """The scalar arguments of the direct kernels: x's (N, C, H, W), the geometry, O, groups."""
+    return _i32(*x_shape) + _geom_args(geom) + _i32(n_out, groups)
 
 
 def _geom_args(geom):
@@ -100,9 +120,13 @@ def conv2d_forward(x, w, geom, groups):
     cp = _runtime.cupy()
     dtype = _grid.same_dtype("conv2d_forward", x, w)
     x, w = cp.ascontiguousarray(x), cp.ascontiguousarray(w)
+    y = cp.empty((x.shape[0], w.shape[0], geom[0].size_out, geom[1].size_out), dtype=dtype)
+    if _use_direct():
+        _grid.launch(_SOURCE, "conv2d_direct", dtype, y.size,
+                     (x, w, y) + _direct_args(x.shape, geom, w.shape[0], groups))
+        return y
     pl = _Plan(x.shape[0], x.shape[1], w.shape[0], geom, groups, x.itemsize)
     w_mat = w.reshape(groups, pl.og, pl.cg * pl.kk)                      # (G, Og, Cg*kk)
-    y = cp.empty((pl.n_batch, pl.n_out, geom[0].size_out, geom[1].size_out), dtype=dtype)
     cols_buf = pl.buffer(cp, pl.n_chan * pl.kk, dtype)
     for n0, nb in pl.chunks():
         cols = pl.view(cols_buf, pl.n_chan * pl.kk, nb)                  # (C*kk, nb, P)
@@ -123,9 +147,14 @@ def conv2d_transpose_forward(y, w, geom, groups):
     cp = _runtime.cupy()
     dtype = _grid.same_dtype("conv2d_transpose_forward", y, w)
     y, w = cp.ascontiguousarray(y), cp.ascontiguousarray(w)
+    x = cp.empty((y.shape[0], w.shape[1] * groups, geom[0].size_in, geom[1].size_in),
+                 dtype=dtype)
+    if _use_direct():
+        _grid.launch(_SOURCE, "conv2d_transpose_direct", dtype, x.size,
+                     (y, w, x) + _direct_args(x.shape, geom, y.shape[1], groups))
+        return x
     pl = _Plan(y.shape[0], w.shape[1] * groups, y.shape[1], geom, groups, y.itemsize)
     w_t = w.reshape(groups, pl.og, pl.cg * pl.kk).transpose(0, 2, 1)    # (G, Cg*kk, Og)
-    x = cp.empty((pl.n_batch, pl.n_chan, geom[0].size_in, geom[1].size_in), dtype=dtype)
     yc_buf = pl.buffer(cp, pl.n_out, dtype)
     for n0, nb in pl.chunks():
         yc = pl.view(yc_buf, pl.n_out, nb)
@@ -144,6 +173,11 @@ def conv2d_weight(x, gy, geom, groups, weight_shape):
     cp = _runtime.cupy()
     dtype = _grid.same_dtype("conv2d_weight", x, gy)
     x, gy = cp.ascontiguousarray(x), cp.ascontiguousarray(gy)
+    if _use_direct():
+        dw = cp.empty(tuple(weight_shape), dtype=dtype)
+        _grid.launch(_SOURCE, "conv2d_weight_direct", dtype, dw.size,
+                     (x, gy, dw) + _direct_args(x.shape, geom, gy.shape[1], groups))
+        return dw
     pl = _Plan(x.shape[0], x.shape[1], gy.shape[1], geom, groups, x.itemsize)
     dw = None                                                            # (G, Og, Cg*kk)
     cols_buf = pl.buffer(cp, pl.n_chan * pl.kk, dtype)
