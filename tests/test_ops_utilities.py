@@ -325,3 +325,20 @@ def test_ema_update_with_lerp_in_place():
     np.testing.assert_allclose(ema.numpy(), 1 - 0.9 ** 3, rtol=1e-6)
     with pytest.raises(RuntimeError, match="operand"):   # p requires grad: refused outside no_grad
         ema.lerp_(p, 0.1)
+
+
+@given(x=arrays(shapes(), low=-50.0, high=50.0))
+def test_dtype_conversion_methods_match_torch(x):
+    t = tinygen.tensor(x)
+    for name, dtype in (("int", np.int32), ("long", np.int64), ("bool", np.bool_),
+                        ("float", np.float32), ("double", np.float64)):
+        out = getattr(t, name)()
+        assert out.dtype == dtype, name
+        want = np.trunc(x).astype(dtype) if dtype in (np.int32, np.int64) else x.astype(dtype)
+        np.testing.assert_array_equal(out.numpy(), want, err_msg=name)
+        if torch is not None:
+            np.testing.assert_array_equal(out.numpy(), getattr(T.tensor(x), name)().numpy(),
+                                          err_msg=name)
+    g = tinygen.tensor(x, requires_grad=True)
+    (g.float().double() * 3.0).sum().backward()     # float <-> double conversions pass gradients
+    np.testing.assert_array_equal(g.grad.numpy(), np.full(x.shape, 3.0))
