@@ -467,3 +467,17 @@ def test_chained_schedulers_match_torch():
         for s in ours + theirs:
             s.step()
         assert opt.param_groups[0]["lr"] == pytest.approx(topt.param_groups[0]["lr"], rel=1e-12)
+
+
+@given(data=st.data())
+def test_embedding_through_the_harness(data):
+    """Rows used several times add up their gradients (the padding row's gradient is zeroed on
+    purpose, which finite differences cannot see: that is checked against torch above)."""
+    n, d = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 3))
+    weight = data.draw(arrays((n, d)))
+    idx = np.array(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=6)))
+    idx = idx.reshape(data.draw(st.sampled_from([(-1,), (1, -1)])))
+    check_op(lambda w: F.embedding(tinygen.tensor(idx), w), [weight], reference=lambda w: w[idx],
+             second_order="zero",
+             torch_fn=(lambda w: torch.nn.functional.embedding(torch.tensor(idx), w))
+             if torch is not None else None)
