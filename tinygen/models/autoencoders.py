@@ -68,9 +68,15 @@ class Autoencoder(GenerativeModel):
         return self.decode(self.encode(x))
 
     # -- training --------------------------------------------------------------------------------
-    def corrupt(self, x, rng):
-        """The encoder's input during training (identity; the denoising AE adds noise)."""
-        return x
+    def corrupt(self, x: np.ndarray, rng):
+        """The encoder's corrupted input x~ during training, a NumPy batch made on the host
+        (None: the clean input; the denoising AE adds noise)."""
+        return None
+
+    def prepare_batch(self, arrays, rng):
+        """The phase's host-side ``prepare``: (images, labels) [+ corrupted images]."""
+        noisy = self.corrupt(arrays[0], rng)
+        return tuple(arrays) if noisy is None else tuple(arrays) + (noisy,)
 
     def penalty(self, x, z):
         """A regularizer added to the MSE (none; the contractive AE overrides it)."""
@@ -78,7 +84,7 @@ class Autoencoder(GenerativeModel):
 
     def training_loss(self, batch, rng):
         x = batch[0]
-        z = self.encode(self.corrupt(x, rng))
+        z = self.encode(batch[2] if len(batch) > 2 else x)    # f(x~), x~ made by prepare_batch
         mse = F.mse_loss(self.decode(z), x)            # || x - g(f(x~)) ||^2, mean over pixels
         extra = self.penalty(x, z)
         if extra is None:
@@ -88,7 +94,7 @@ class Autoencoder(GenerativeModel):
     def phases(self, data):
         return [Phase("train", self.parameters, self.training_loss,
                       evaluate=(lambda: self.evaluate(data.val)) if data.val is not None else None,
-                      select=self.select)]
+                      select=self.select, prepare=self.prepare_batch)]
 
     # -- evaluation ------------------------------------------------------------------------------
     def reconstruct(self, images) -> np.ndarray:
@@ -340,8 +346,7 @@ class DenoisingAutoencoder(MLPAutoencoder):
         super().__init__(config)
 
     def corrupt(self, x, rng):
-        noisy = corrupt_array(x.cpu().numpy(), self.config.noise, self.config.noise_level, rng)
-        return self.as_tensor(noisy)
+        return corrupt_array(x, self.config.noise, self.config.noise_level, rng)
 
     def evaluate(self, dataset):
         """``mse`` (clean input) and ``denoise_mse``: E || x - g(f(x~)) ||^2 with a fixed,

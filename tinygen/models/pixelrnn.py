@@ -62,7 +62,7 @@ from ..autograd import no_grad
 from ..data import dynamic_binarize, static_binarize
 from ..functional.lstm import conv_lstm_recurrence
 from ..nn.masked_conv import MaskedConv2d
-from ..tensor import tensor
+from ..tensor import Tensor, tensor
 from .phases import Phase
 from .base import GenerativeModel, register
 
@@ -239,16 +239,23 @@ class PixelRNN(GenerativeModel):
 
     def nll(self, values, reduction="mean"):
         """-log p(x) in nats per image (exact): ``values`` (N, 1, H, W) discrete pixel values
-        (see :meth:`targets`) as a NumPy array. ``reduction="none"`` gives the (N,) values."""
-        logits = self(self.as_tensor(self.inputs(values)))
+        (see :meth:`targets`) as a NumPy array or a Tensor on the model's device.
+        ``reduction="none"`` gives the (N,) values."""
+        if not isinstance(values, Tensor):
+            values = tensor(np.asarray(values), device=self.device)
+        if self.levels == 2:                       # the network's input (as :meth:`inputs`)
+            x_in = values.to(np.float32)
+        else:
+            x_in = (values.to(np.float64) / 255.0).to(np.float32)
+        logits = self(x_in)
         n_batch = values.shape[0]
         if self.levels == 2:
             # -log p = sum_i BCE(sigmoid(logit_i), x_i)
-            per_pixel = F.binary_cross_entropy_with_logits(logits, tensor(values),
+            per_pixel = F.binary_cross_entropy_with_logits(logits, values.to(logits.dtype),
                                                            reduction="none")
         else:
             # -log p = sum_i -log softmax(logits_i)[x_i]
-            per_pixel = F.cross_entropy(logits, tensor(values[:, 0]), reduction="none")
+            per_pixel = F.cross_entropy(logits, values[:, 0].long(), reduction="none")
         per_image = per_pixel.reshape(n_batch, -1).sum(dim=1)                # (N,)
         return per_image if reduction == "none" else per_image.mean()
 
@@ -264,16 +271,21 @@ class PixelRNN(GenerativeModel):
                                 f"{self.config.binarize_seed})") if self.levels == 2 else "8-bit"
         return data, desc
 
-    def training_loss(self, batch, rng):
-        x = batch[0].numpy()
+    def prepare_batch(self, arrays, rng):
+        """Host side: the discrete training values (:meth:`targets`) of a fresh binarization
+        (idempotent on already binary, static images); 8-bit models quantize the pixels."""
+        x = arrays[0]
         if self.levels == 2:
-            x = dynamic_binarize(x, rng)   # idempotent on already binary (static) images
-        return self.nll(self.targets(x)), {}
+            x = dynamic_binarize(x, rng)
+        return (self.targets(x),) + tuple(arrays[1:])
+
+    def training_loss(self, batch, rng):
+        return self.nll(batch[0]), {}
 
     def phases(self, data):
         return [Phase("train", self.parameters, self.training_loss,
                       evaluate=(lambda: self.evaluate(data.val)) if data.val is not None else None,
-                      select=self.select)]
+                      select=self.select, prepare=self.prepare_batch)]
 
     def eval_values(self, images):
         """The evaluation data: static binarization (bernoulli) or 8-bit values."""
