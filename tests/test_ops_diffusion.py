@@ -4,7 +4,7 @@ order, PyTorch as oracle): sin/cos/erf, SiLU/GELU, lerp, layer_norm/group_norm, 
 (nearest, bilinear, linear), one_hot, scaled_dot_product_attention, einsum, masked_fill,
 gather/scatter/scatter_add, cumsum/cumprod, tril/triu, max/avg/adaptive-avg pooling (2-D and
 1-D), interpolate's trilinear and area modes, F.pad's reflect/replicate/circular modes; and the nn
-modules over them against PyTorch's."""
+modules over them (MultiheadAttention, TransformerEncoderLayer/Encoder, ...) against PyTorch's."""
 import math
 import warnings
 
@@ -353,8 +353,8 @@ def test_multihead_attention_matches_torch_and_gradchecks(batch_first, mask):
     ours_out, ours_w = mha(tinygen.tensor(x), tinygen.tensor(x), tinygen.tensor(x), **kw)
     tx = torch.tensor(x)
     t_out, t_w = tm(tx, tx, tx, **tkw)
-    np.testing.assert_allclose(ours_out.numpy(), t_out.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(ours_w.numpy(), t_w.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours_out.detach().numpy(), t_out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours_w.detach().numpy(), t_w.detach().numpy(), rtol=1e-10, atol=1e-12)
     _, w_heads = mha(tinygen.tensor(x), tinygen.tensor(x), tinygen.tensor(x),
                      average_attn_weights=False, **kw)
     assert w_heads.shape == (n, h, big_l, big_l)
@@ -366,21 +366,76 @@ def test_multihead_attention_forms():
     mha.eval()
     out, w = mha(x, x, x)
     single, w1 = mha(x[:, 1], x[:, 1], x[:, 1])            # unbatched (L, E)
-    np.testing.assert_allclose(single.numpy(), out.numpy()[:, 1], rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(w1.numpy(), w.numpy()[1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(single.detach().numpy(), out.detach().numpy()[:, 1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(w1.detach().numpy(), w.detach().numpy()[1], rtol=1e-12, atol=1e-14)
     causal = tinygen.tensor(np.triu(np.ones((3, 3), dtype=bool), 1))
-    np.testing.assert_allclose(mha(x, x, x, is_causal=True)[0].numpy(),
-                               mha(x, x, x, attn_mask=causal)[0].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(mha(x, x, x, is_causal=True)[0].detach().numpy(),
+                               mha(x, x, x, attn_mask=causal)[0].detach().numpy(), rtol=1e-12)
     per_head = tinygen.tensor(np.zeros((2 * 2, 3, 3)))      # (N*H, L, S) float mask
-    np.testing.assert_allclose(mha(x, x, x, attn_mask=per_head)[0].numpy(), out.numpy(),
+    np.testing.assert_allclose(mha(x, x, x, attn_mask=per_head)[0].detach().numpy(), out.detach().numpy(),
                                rtol=1e-12)
     assert mha(x, x, x, need_weights=False)[1] is None
     mha.train()
     dropped, wd = mha(x, x, x)
-    assert not np.allclose(dropped.numpy(), out.numpy())
-    assert np.any(wd.numpy() == 0) or not np.allclose(wd.numpy(), w.numpy())
+    assert not np.allclose(dropped.detach().numpy(), out.detach().numpy())
+    assert np.any(wd.detach().numpy() == 0) or not np.allclose(wd.detach().numpy(), w.detach().numpy())
     with pytest.raises(ValueError, match="divisible"):
         nn.MultiheadAttention(5, 2)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_transformer_encoder_layer_matches_torch(batch_first, norm_first, activation):
+    layer = nn.TransformerEncoderLayer(6, 2, 10, dropout=0.1, activation=activation,
+                                       batch_first=batch_first, norm_first=norm_first,
+                                       dtype=tinygen.float64)
+    with tinygen.no_grad():
+        for p in layer.parameters():
+            p.normal_(0.0, 0.4)
+    layer.eval()
+    x = np.random.default_rng(5).standard_normal((3, 4, 6))   # (L, N, E) or (N, L, E)
+    n, big_l = (3, 4) if batch_first else (4, 3)
+    pad = np.zeros((n, big_l), dtype=bool)
+    pad[0, -1] = True
+    causal = np.triu(np.ones((big_l, big_l), dtype=bool), 1)
+    kw = {"src_key_padding_mask": tinygen.tensor(pad), "src_mask": tinygen.tensor(causal)}
+    check_op(lambda t: layer(t, **kw), [x], float32=False, so_rtol=1e-4)
+    if torch is None:
+        return
+    th = torch.nn.TransformerEncoderLayer(6, 2, 10, dropout=0.1, activation=activation,
+                                          batch_first=batch_first, norm_first=norm_first,
+                                          dtype=torch.float64)
+    th.load_state_dict({k: torch.tensor(v.numpy()) for k, v in layer.state_dict().items()})
+    th.eval()
+    tkw = {k: torch.tensor(v.numpy()) for k, v in kw.items()}
+    np.testing.assert_allclose(layer(tinygen.tensor(x), **kw).numpy(),
+                               th(torch.tensor(x), **tkw).detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
+
+
+def test_transformer_encoder_stack():
+    layer = nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=True,
+                                       dtype=tinygen.float64)
+    enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(4, dtype=tinygen.float64))
+    first, second = enc.layers
+    assert first.linear1.weight is not second.linear1.weight      # independent copies
+    with tinygen.no_grad():
+        second.linear1.weight.add_(1.0)
+    assert not np.array_equal(first.linear1.weight.numpy(), second.linear1.weight.numpy())
+    x = tinygen.tensor(np.random.default_rng(6).standard_normal((2, 5, 4)))
+    out = enc(x, is_causal=True)
+    assert out.shape == (2, 5, 4)
+    if torch is not None:
+        th = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(
+            4, 2, 8, dropout=0.0, batch_first=True, dtype=torch.float64), 2,
+            norm=torch.nn.LayerNorm(4, dtype=torch.float64), enable_nested_tensor=False)
+        th.load_state_dict({k: torch.tensor(v.numpy()) for k, v in enc.state_dict().items()})
+        mask = torch.nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
+        want = th(torch.tensor(x.numpy()), mask=mask, is_causal=True).detach().numpy()
+        np.testing.assert_allclose(out.numpy(), want, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="activation"):
+        nn.TransformerEncoderLayer(4, 2, activation="swish")
 
 
 # -- einsum ----------------------------------------------------------------------------------------

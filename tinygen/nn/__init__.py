@@ -11,7 +11,7 @@ from .layers import (ELU, BatchNorm1d, BatchNorm2d, BCELoss, BCEWithLogitsLoss,
 from .masked_conv import MaskedConv2d
 from .activation import *  # noqa: F401,F403
 from .activation import __all__ as _activation
-from .attention import MultiheadAttention
+from .attention import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
 from .normalization import GroupNorm, LayerNorm
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample
 from .pooling import AdaptiveAvgPool1d, AvgPool1d, MaxPool1d
@@ -30,4 +30,4 @@ __all__ = ["Module", "Parameter", "init", "utils", "Conv1d", "Conv2d", "ConvTran
            "Dropout2d", "Embedding", "functional"]
 __all__ += _activation + ["MultiheadAttention", "GroupNorm", "LayerNorm", "AdaptiveAvgPool2d",
                           "AvgPool2d", "MaxPool2d", "Upsample", "AdaptiveAvgPool1d", "AvgPool1d",
-                          "MaxPool1d"]
+                          "MaxPool1d", "TransformerEncoder", "TransformerEncoderLayer"]

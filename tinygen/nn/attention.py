@@ -5,7 +5,8 @@
 
 with the same parameter names (``in_proj_weight`` (3E, E), ``in_proj_bias``, ``out_proj``), so
 PyTorch state dicts load, and the same mask conventions (in ``attn_mask`` and
-``key_padding_mask`` a True entry is *not* attended to; float masks are added to the scores).
+``key_padding_mask`` a True entry is *not* attended to; float masks are added to the scores);
+and the Transformer's encoder layer and encoder stack built on it.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from . import init
 from .layers import Linear
 from .module import Module, Parameter
 
-__all__ = ["MultiheadAttention"]
+__all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder"]
 
 
 def _additive(mask, dtype, name):
@@ -129,3 +130,77 @@ class MultiheadAttention(Module):
     def extra_repr(self):
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
                 f"dropout={self.dropout}, batch_first={self.batch_first}")
+
+
+class TransformerEncoderLayer(Module):
+    """One encoder layer of the Transformer (Vaswani et al. 2017), PyTorch's parameter names:
+
+        post-norm (default):  x = norm1(x + SA(x));        x = norm2(x + FF(x))
+        norm_first=True:      x = x + SA(norm1(x));        x = x + FF(norm2(x))
+
+    with SA the self-attention (``self_attn``, followed by ``dropout1``) and
+    FF(x) = linear2(dropout(activation(linear1(x)))) followed by ``dropout2``. ``activation`` is
+    ``"relu"``, ``"gelu"`` or a callable.
+    """
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,
+                 dropout: float = 0.1, activation="relu", layer_norm_eps: float = 1e-5,
+                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
+                 device=None, dtype=None):
+        super().__init__()
+        from .layers import Dropout
+        from .normalization import LayerNorm
+        kw = {"device": device, "dtype": dtype}
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
+                                            batch_first=batch_first, **kw)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **kw)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **kw)
+        self.norm_first = norm_first
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.dropout1, self.dropout2 = Dropout(dropout), Dropout(dropout)
+        if activation in ("relu", "gelu"):
+            self.activation = F.relu if activation == "relu" else F.gelu
+        elif callable(activation):
+            self.activation = activation
+        else:
+            raise ValueError(f"TransformerEncoderLayer: activation must be 'relu', 'gelu' or a "
+                             f"callable, got {activation!r}")
+
+    def _self_attention(self, x, mask, key_padding_mask, is_causal):
+        x = self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=key_padding_mask,
+                           need_weights=False, is_causal=is_causal)[0]
+        return self.dropout1(x)
+
+    def _feed_forward(self, x):
+        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal: bool = False):
+        x = src
+        if self.norm_first:
+            x = x + self._self_attention(self.norm1(x), src_mask, src_key_padding_mask,
+                                         is_causal)
+            return x + self._feed_forward(self.norm2(x))
+        x = self.norm1(x + self._self_attention(x, src_mask, src_key_padding_mask, is_causal))
+        return self.norm2(x + self._feed_forward(x))
+
+
+class TransformerEncoder(Module):
+    """``num_layers`` copies of ``encoder_layer`` (independent parameters, ``layers.0`` ...)
+    applied in turn, then ``norm`` if given."""
+
+    def __init__(self, encoder_layer, num_layers: int, norm=None, enable_nested_tensor=True,
+                 mask_check=True):
+        super().__init__()
+        import copy
+        from .layers import ModuleList
+        self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
+        self.num_layers, self.norm = num_layers, norm
+
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        x = src
+        for layer in self.layers:
+            x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
+                      is_causal=bool(is_causal))
+        return self.norm(x) if self.norm is not None else x
