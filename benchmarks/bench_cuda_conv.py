@@ -39,11 +39,14 @@ def ae_layers(c=32, d=8):
             ("convT", c, c, 5, 1, 20), ("convT", c, 1, 5, 1, 24)]
 
 
-LSTM_SIZES = [  # (T, N, I, H), as in benchmarks/bench_lstm.py
+LSTM_SIZES = [  # (T, N, I, H): those of benchmarks/bench_lstm.py, then larger H and N
     (32, 16, 32, 64),
     (64, 32, 32, 256),      # the char-rnn default layer (embedding 32, hidden 256)
     (100, 16, 128, 128),
     (50, 64, 256, 256),
+    (32, 32, 256, 512),     # where the whole-sequence and per-step recurrences may cross over
+    (32, 16, 256, 1024),
+    (32, 512, 128, 256),
 ]
 TINY_LSTM_SIZES = [(3, 2, 4, 8)]
 
@@ -245,8 +248,10 @@ def conv_ae_step(batch=100, repeat=50, channels=32, latent=8):
 def lstm_sequences(sizes=None, repeat=20):
     """Forward + backward of one LSTM layer over a sequence (loss sum(out * u)), tinygen's fused
     CUDA kernels vs torch.nn.LSTM (cuDNN), float32. tinygen runs both ways of the recurrence
-    (``kernels.cuda.lstm.RECURRENCE``): the whole-sequence kernels (``tinygen_fwdbwd_ms``, the
-    default) and a GEMM + gate kernel per step (``tinygen_per_step_ms``)."""
+    (``kernels.cuda.lstm.RECURRENCE``), the whole-sequence kernels forced for every size up to
+    their limit H <= 1024 (``tinygen_whole_sequence_ms``) and a GEMM + gate kernel per step
+    (``tinygen_per_step_ms``); ``default`` names the one the defaults pick for the size and
+    ``tinygen_fwdbwd_ms`` (compared with PyTorch) is its time."""
     import numpy as np
     import tinygen
     from tinygen import functional as F
@@ -275,14 +280,19 @@ def lstm_sequences(sizes=None, repeat=20):
             out, _ = F.lstm(x, None, tp["w_ih"], tp["w_hh"], tp["b_ih"], tp["b_hh"])
             (out * tu).sum().backward()
 
-        row = {"size": f"T={t} N={n} I={i} H={h}"}
-        default = cuda_lstm.RECURRENCE
+        row = {"size": f"T={t} N={n} I={i} H={h}",
+               "default": "sequence" if cuda_lstm._whole_sequence(n, h) else "step"}
+        saved = (cuda_lstm.RECURRENCE, cuda_lstm.MAX_SEQUENCE_HIDDEN, cuda_lstm.MAX_SEQUENCE_WORK)
         try:
-            for mode, key in (("sequence", "tinygen_fwdbwd_ms"), ("step", "tinygen_per_step_ms")):
+            cuda_lstm.MAX_SEQUENCE_HIDDEN, cuda_lstm.MAX_SEQUENCE_WORK = 1024, float("inf")
+            for mode, key in (("sequence", "tinygen_whole_sequence_ms"),
+                              ("step", "tinygen_per_step_ms")):
                 cuda_lstm.RECURRENCE = mode
-                row[key] = time_ms(tg_fb, repeat)
+                row[key] = time_ms(tg_fb, repeat) if h <= 1024 or mode == "step" else None
         finally:
-            cuda_lstm.RECURRENCE = default
+            cuda_lstm.RECURRENCE, cuda_lstm.MAX_SEQUENCE_HIDDEN, cuda_lstm.MAX_SEQUENCE_WORK = saved
+        row["tinygen_fwdbwd_ms"] = row["tinygen_whole_sequence_ms" if row["default"] == "sequence"
+                                       else "tinygen_per_step_ms"]
         if torch is not None:
             lstm = torch.nn.LSTM(i, h).cuda()
             with torch.no_grad():
@@ -336,11 +346,11 @@ def markdown(result) -> str:
               f"| batch {s['batch']} | {_fmt(s['tinygen_step_ms'])} | "
               f"{_fmt(s.get('torch_step_ms'))} "
               f"| {_fmt(s['ratio'])} |",
-              "", "| LSTM fwd+bwd | tinygen ms (whole sequence) | tinygen ms (per step) | "
-              "torch (cuDNN) ms | ratio |", "|---|---|---|---|---|"]
+              "", "| LSTM fwd+bwd | whole sequence ms | per step ms | default | "
+              "torch (cuDNN) ms | ratio |", "|---|---|---|---|---|---|"]
     for r in result["lstm"]["rows"]:
-        lines.append(f"| {r['size']} | {_fmt(r['tinygen_fwdbwd_ms'])} | "
-                     f"{_fmt(r['tinygen_per_step_ms'])} | "
+        lines.append(f"| {r['size']} | {_fmt(r['tinygen_whole_sequence_ms'])} | "
+                     f"{_fmt(r['tinygen_per_step_ms'])} | {r['default']} | "
                      f"{_fmt(r.get('torch_fwdbwd_ms'))} | {_fmt(r['ratio'])} |")
     return "\n".join(lines) + "\n"
 

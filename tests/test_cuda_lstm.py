@@ -34,17 +34,20 @@ def _compare(cp, names, dev_results, cpu_results, dtype):
 
 
 @contextlib.contextmanager
-def _recurrence(mode, max_hidden=None):
-    """Run the block with kernels.cuda.lstm.RECURRENCE = ``mode`` (and MAX_SEQUENCE_HIDDEN)."""
+def _recurrence(mode, max_hidden=None, max_work=None):
+    """Run the block with kernels.cuda.lstm.RECURRENCE = ``mode`` (and MAX_SEQUENCE_HIDDEN,
+    MAX_SEQUENCE_WORK when given)."""
     from tinygen.kernels.cuda import lstm as cuda_lstm
-    saved = cuda_lstm.RECURRENCE, cuda_lstm.MAX_SEQUENCE_HIDDEN
-    cuda_lstm.RECURRENCE = mode
-    if max_hidden is not None:
-        cuda_lstm.MAX_SEQUENCE_HIDDEN = max_hidden
+    names = ("RECURRENCE", "MAX_SEQUENCE_HIDDEN", "MAX_SEQUENCE_WORK")
+    saved = [getattr(cuda_lstm, n) for n in names]
+    for name, value in zip(names, (mode, max_hidden, max_work)):
+        if value is not None:
+            setattr(cuda_lstm, name, value)
     try:
         yield
     finally:
-        cuda_lstm.RECURRENCE, cuda_lstm.MAX_SEQUENCE_HIDDEN = saved
+        for name, value in zip(names, saved):
+            setattr(cuda_lstm, name, value)
 
 
 @st.composite
@@ -171,9 +174,9 @@ def test_bad_dtypes_are_refused_with_the_function_name():
                                         cp.zeros((4, 1, 2), dtype=np.float64), 0)
 
 
-def test_whole_sequence_kernels_are_used_up_to_their_hidden_size(monkeypatch):
-    """RECURRENCE "sequence": one launch each way while H <= MAX_SEQUENCE_HIDDEN, the per-step
-    kernels above it; a bad RECURRENCE value is a clear error."""
+def test_whole_sequence_kernels_are_used_within_their_bounds(monkeypatch):
+    """RECURRENCE "sequence": one launch each way while H <= MAX_SEQUENCE_HIDDEN and
+    N H^2 <= MAX_SEQUENCE_WORK, the per-step kernels beyond; a bad RECURRENCE is a clear error."""
     from tinygen.kernels.cuda import _runtime
     from tinygen.kernels.cuda import lstm as cuda_lstm
     a = _lstm_arrays((3, 2, 2, 3, 5), np.float64)
@@ -198,8 +201,13 @@ def test_whole_sequence_kernels_are_used_up_to_their_hidden_size(monkeypatch):
 
         with _recurrence("sequence"):
             assert run() == ["lstm_seq_forward_f64", "lstm_seq_backward_f64"]
+        per_step = ["lstm_step_forward_f64"] * 3 + ["lstm_step_backward_f64"] * 3
         with _recurrence("sequence", max_hidden=2):
-            assert run() == ["lstm_step_forward_f64"] * 3 + ["lstm_step_backward_f64"] * 3
+            assert run() == per_step
+        with _recurrence("sequence", max_work=2 * 3 * 3):            # N H^2 = 18
+            assert run() == ["lstm_seq_forward_f64", "lstm_seq_backward_f64"]
+        with _recurrence("sequence", max_work=2 * 3 * 3 - 1):
+            assert run() == per_step
         with _recurrence("steps"), pytest.raises(ValueError, match="RECURRENCE"):
             run()
 

@@ -7,7 +7,8 @@ device arrays. Gate layout and equations: see that module and ``lstm.cu``. Per t
 * backward through time: one fused kernel (gate gradients dz_t, dc_{t-1}) and one GEMM
   ``dz_t W_hh`` (the gradient reaching h_{t-1});
 
-or, with :data:`RECURRENCE` ``"sequence"`` (the default, for H <= :data:`MAX_SEQUENCE_HIDDEN`),
+or, with :data:`RECURRENCE` ``"sequence"`` (the default, for the sizes :func:`_whole_sequence`
+admits),
 the whole time loop in one launch each way, one block per sample doing its own matrix-vector
 products (two launches per step cost two Python calls per step, which dominate at the sizes of
 char-rnn and PixelRNN). The input projections and the weight gradients are single GEMMs over all
@@ -31,11 +32,13 @@ __all__ = ["lstm_cell_forward", "lstm_recurrence_forward", "lstm_recurrence_back
 _SOURCE = "lstm.cu"
 
 #: How :func:`lstm_recurrence_forward` / :func:`lstm_recurrence_backward` run the time loop:
-#: ``"sequence"`` (one launch each way, kernels ``lstm_seq_*``, for H <= MAX_SEQUENCE_HIDDEN) or
-#: ``"step"`` (a cuBLAS GEMM and a fused gate kernel per step, kernels ``lstm_step_*``). Both give
-#: the same results; benchmarks/bench_cuda_conv.py times both on a GPU.
+#: ``"sequence"`` (one launch each way, kernels ``lstm_seq_*``, where :func:`_whole_sequence`
+#: admits the sizes, else per step) or ``"step"`` (a cuBLAS GEMM and a fused gate kernel per step,
+#: kernels ``lstm_step_*``). Both give the same results; benchmarks/bench_cuda_conv.py times both.
 RECURRENCE = "sequence"
-MAX_SEQUENCE_HIDDEN = 1024     # TG_LSTM_MAX_HID of lstm.cu (shared memory per block)
+MAX_SEQUENCE_HIDDEN = 512      # H bound of the whole-sequence kernels (see _whole_sequence)
+_KERNEL_MAX_HIDDEN = 1024      # TG_LSTM_MAX_HID of lstm.cu: their shared memory holds H values
+MAX_SEQUENCE_WORK = 1 << 25    # N * H^2 bound of the whole-sequence kernels
 SEQUENCE_THREADS = 256         # threads per block of the whole-sequence kernels (at most)
 
 
@@ -43,12 +46,22 @@ def _launch(name, dtype, total, args):
     _grid.launch(_SOURCE, name, dtype, total, args)
 
 
-def _whole_sequence(hid):
-    """Whether the recurrence runs as one launch per direction (see :data:`RECURRENCE`)."""
+def _whole_sequence(n_batch, hid):
+    """Whether the recurrence runs as one launch per direction (see :data:`RECURRENCE`).
+
+    Each block of the whole-sequence kernels reads all of W_hh (16 H^2 bytes in float32) from L2
+    once per step; a step of the per-step path costs a cuBLAS GEMM plus roughly 30 us of Python
+    and launch overhead. At ~100 bytes per clock per SM (an estimate, not a measurement: no GPU
+    was at hand) the block's read takes ~6 us at H = 256, ~23 us at H = 512 and ~90 us at
+    H = 1024, and once the N blocks outnumber the SMs they share L2 bandwidth. Hence the bounds
+    H <= :data:`MAX_SEQUENCE_HIDDEN` and N H^2 <= :data:`MAX_SEQUENCE_WORK`, to be replaced by
+    the crossover benchmarks/bench_cuda_conv.py measures on a GPU.
+    """
     if RECURRENCE not in ("sequence", "step"):
         raise ValueError(f"kernels.cuda.lstm.RECURRENCE must be 'sequence' or 'step', got "
                          f"{RECURRENCE!r}")
-    return RECURRENCE == "sequence" and hid <= MAX_SEQUENCE_HIDDEN
+    return (RECURRENCE == "sequence" and hid <= min(MAX_SEQUENCE_HIDDEN, _KERNEL_MAX_HIDDEN) and
+            n_batch * hid * hid <= MAX_SEQUENCE_WORK)
 
 
 def _launch_per_sample(name, dtype, n_batch, hid, args):
@@ -92,7 +105,7 @@ def lstm_recurrence_forward(xg, h0, c0, w_hh_t, fast=False):
     hs = cp.empty((steps, n_batch, hid), dtype=dtype)
     cs = cp.empty((steps, n_batch, hid), dtype=dtype)
     acts = cp.empty((steps, n_batch, h4), dtype=dtype)
-    if _whole_sequence(hid):
+    if _whole_sequence(n_batch, hid):
         _launch_per_sample("lstm_seq_forward", dtype, n_batch, hid,
                            (xg, cp.ascontiguousarray(h0), c0, cp.ascontiguousarray(w_hh_t), hs,
                             cs, acts) + _i32(steps, n_batch, hid))
@@ -121,7 +134,7 @@ def lstm_recurrence_backward(dhs, dc_last, acts, cs, c0, w_hh, fast=False):
     steps, n_batch, hid = dhs.shape
     dz = cp.empty((steps, n_batch, 4 * hid), dtype=dtype)
     dc = cp.ascontiguousarray(dc_last).copy()                           # updated in place
-    if _whole_sequence(hid) and steps > 0:
+    if _whole_sequence(n_batch, hid) and steps > 0:
         dh0 = cp.empty((n_batch, hid), dtype=dtype)
         _launch_per_sample("lstm_seq_backward", dtype, n_batch, hid,
                            (dhs, acts, cs, c0, cp.ascontiguousarray(w_hh), dc, dz, dh0)
