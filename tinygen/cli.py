@@ -3,8 +3,8 @@
     tinygen list
     tinygen train MODEL [--data DIR] [--epochs N] [--batch-size B] [--lr LR] [--seed S]
                         [--device cpu|cuda] [--out DIR] [--resume CKPT] [model options]
-    tinygen sample CKPT [-n N] [--out FILE.png] [--seed S]
-    tinygen eval CKPT [--data DIR] [--json]
+    tinygen sample CKPT [-n N] [--out FILE.png] [--seed S] [--device cpu|cuda]
+    tinygen eval CKPT [--data DIR] [--json] [--device cpu|cuda]
     tinygen demo
 
 Model options are the fields of the model's Config dataclass (``tinygen train MODEL --help``
@@ -122,10 +122,7 @@ def _cmd_train(argv):
                          seed=args.seed, device=args.device,
                          out=args.out or f"runs/{cls.model_name}", log_every=args.log_every,
                          progress=not args.no_progress, val_fraction=args.val_fraction)
-    if args.device == "cuda":
-        from . import backend
-        if not backend.cuda_available():
-            raise CLIError("--device cuda: no usable CUDA GPU / CuPy installation was found")
+    _check_device(args.device)
     try:
         results = train_model(cls.model_name, config, options, data_dir=args.data,
                               resume=args.resume, overwrite=args.overwrite, given=given)
@@ -154,11 +151,21 @@ def _cmd_train(argv):
     return 0
 
 
+def _check_device(device):
+    """--device cuda needs CuPy and a GPU: one line otherwise, before any work starts."""
+    if device == "cuda":
+        from . import backend
+        if not backend.cuda_available():
+            raise CLIError("--device cuda: no usable CUDA GPU / CuPy installation was found")
+
+
 def _cmd_sample(args):
     from .train.run import sample_checkpoint
 
+    _check_device(args.device)
     try:
-        path = sample_checkpoint(args.checkpoint, n=args.n, out=args.out, seed=args.seed)
+        path = sample_checkpoint(args.checkpoint, n=args.n, out=args.out, seed=args.seed,
+                                 device=args.device)
     except ValueError as e:
         raise CLIError(str(e)) from None
     except OSError as e:
@@ -170,8 +177,9 @@ def _cmd_sample(args):
 def _cmd_eval(args):
     from .train.run import evaluate_checkpoint
 
+    _check_device(args.device)
     try:
-        result = evaluate_checkpoint(args.checkpoint, data_dir=args.data)
+        result = evaluate_checkpoint(args.checkpoint, data_dir=args.data, device=args.device)
     except ValueError as e:
         raise CLIError(str(e)) from None
     except OSError as e:
@@ -205,9 +213,11 @@ def build_parser():
     s.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
     s.add_argument("--out", metavar="FILE.png", help="default: samples.png beside CKPT")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     e = sub.add_parser("eval", help="evaluate a checkpoint on the test set")
     e.add_argument("checkpoint", metavar="CKPT")
     e.add_argument("--data", metavar="DIR", help="directory with the MNIST test IDX files")
+    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     d = sub.add_parser("demo", help="train an MLP classifier on generated two-moons data")
     d.add_argument("--epochs", type=int, default=30)
