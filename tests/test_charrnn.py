@@ -116,3 +116,14 @@ def test_train_model_run_and_samples(tmp_path):
     assert MODELS["char-rnn"] is CharRNN
     with pytest.raises(ValueError, match="hidden must be >= 1"):
         CharRNN(CharRNNConfig(hidden=0))
+
+
+def test_clip_grad_norm_option_reaches_the_trainer():
+    from tinygen.models import MODELS
+    cls = MODELS["char-rnn"]
+    model = cls(cls.Config(hidden=8, embed=4, layers=1, clip_grad_norm=5.0))
+    data = model.load_data(None, 0.1, 0)[0]
+    assert model.phases(data)[0].clip_grad_norm == 5.0
+    assert cls(cls.Config(hidden=8, embed=4, layers=1)).phases(data)[0].clip_grad_norm is None
+    with pytest.raises(ValueError, match="clip_grad_norm"):
+        cls(cls.Config(clip_grad_norm=-1.0))

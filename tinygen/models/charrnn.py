@@ -79,6 +79,8 @@ class CharRNNConfig:
     prompt: str = "The "         # text the samples start from
     temperature: float = 0.8     # tau: sampling from softmax(logits / tau)
     sample_length: int = 500     # characters drawn per sample after the prompt
+    clip_grad_norm: float = 0.0  # rescale the gradients to this 2-norm before each step (0: off,
+    #                              the default, which reproduces the recorded runs; 5 is usual)
 
 
 @register
@@ -100,6 +102,8 @@ class CharRNN(GenerativeModel):
                 raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
         if not c.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {c.temperature}")
+        if not c.clip_grad_norm >= 0:
+            raise ValueError(f"clip_grad_norm must be >= 0 (0: off), got {c.clip_grad_norm}")
         vocab = len(ALPHABET)
         self.embedding = nn.Parameter(empty(vocab, c.embed))          # E (V, d), N(0, 1)
         nn.init.normal_(self.embedding, 0.0, 1.0)
@@ -160,9 +164,10 @@ class CharRNN(GenerativeModel):
         return self.nll_per_char(batch[0]), {}
 
     def phases(self, data):
+        clip = self.config.clip_grad_norm or None     # the trainer's clipping hook
         return [Phase("train", self.parameters, self.training_loss,
                       evaluate=(lambda: self.evaluate(data.val)) if data.val is not None else None,
-                      select=self.select)]
+                      select=self.select, clip_grad_norm=clip)]
 
     def evaluate(self, dataset):
         """``bits_per_char`` (and ``nats_per_char``) on the windows of ``dataset``."""
