@@ -250,7 +250,8 @@ def test_one_hot(labels, extra):
         naive[idx + (y[idx],)] = 1
     assert out.dtype == np.int64
     np.testing.assert_array_equal(out.numpy(), naive)
-    np.testing.assert_array_equal(F.one_hot(tinygen.tensor(y)).numpy(), naive[..., :max(labels) + 1])
+    np.testing.assert_array_equal(F.one_hot(tinygen.tensor(y)).numpy(),
+                                  naive[..., :max(labels) + 1])
     if torch is not None:
         np.testing.assert_array_equal(out.numpy(), TF.one_hot(torch.tensor(y), k).numpy())
     with pytest.raises(ValueError, match="class values"):
@@ -298,8 +299,9 @@ def test_scaled_dot_product_attention(data, kind):
     if kind == "float":
         fn = lambda a, bb, c, m: F.scaled_dot_product_attention(a, bb, c, attn_mask=m)  # noqa
         tfn = lambda a, bb, c, m: TF.scaled_dot_product_attention(a, bb, c, attn_mask=m)  # noqa
-        check_op(fn, [q, k, v, add], reference=lambda a, bb, c, m: _attention_ref(a, bb, c, m, scale),
-                 torch_fn=tfn, torch_second_order=False)  # torch's CPU kernel has no double backward
+        check_op(fn, [q, k, v, add],
+                 reference=lambda a, bb, c, m: _attention_ref(a, bb, c, m, scale),
+                 torch_fn=tfn, torch_second_order=False)  # torch's CPU kernel: no double backward
         return
     tkw = tkw if kind == "bool" else kw
     check_op(lambda a, bb, c: F.scaled_dot_product_attention(a, bb, c, **kw), [q, k, v],
@@ -353,8 +355,10 @@ def test_multihead_attention_matches_torch_and_gradchecks(batch_first, mask):
     ours_out, ours_w = mha(tinygen.tensor(x), tinygen.tensor(x), tinygen.tensor(x), **kw)
     tx = torch.tensor(x)
     t_out, t_w = tm(tx, tx, tx, **tkw)
-    np.testing.assert_allclose(ours_out.detach().numpy(), t_out.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(ours_w.detach().numpy(), t_w.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours_out.detach().numpy(), t_out.detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
+    np.testing.assert_allclose(ours_w.detach().numpy(), t_w.detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
     _, w_heads = mha(tinygen.tensor(x), tinygen.tensor(x), tinygen.tensor(x),
                      average_attn_weights=False, **kw)
     assert w_heads.shape == (n, h, big_l, big_l)
@@ -366,19 +370,22 @@ def test_multihead_attention_forms():
     mha.eval()
     out, w = mha(x, x, x)
     single, w1 = mha(x[:, 1], x[:, 1], x[:, 1])            # unbatched (L, E)
-    np.testing.assert_allclose(single.detach().numpy(), out.detach().numpy()[:, 1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(single.detach().numpy(), out.detach().numpy()[:, 1], rtol=1e-12,
+                               atol=1e-14)
     np.testing.assert_allclose(w1.detach().numpy(), w.detach().numpy()[1], rtol=1e-12, atol=1e-14)
     causal = tinygen.tensor(np.triu(np.ones((3, 3), dtype=bool), 1))
     np.testing.assert_allclose(mha(x, x, x, is_causal=True)[0].detach().numpy(),
                                mha(x, x, x, attn_mask=causal)[0].detach().numpy(), rtol=1e-12)
     per_head = tinygen.tensor(np.zeros((2 * 2, 3, 3)))      # (N*H, L, S) float mask
-    np.testing.assert_allclose(mha(x, x, x, attn_mask=per_head)[0].detach().numpy(), out.detach().numpy(),
+    np.testing.assert_allclose(mha(x, x, x, attn_mask=per_head)[0].detach().numpy(),
+                               out.detach().numpy(),
                                rtol=1e-12)
     assert mha(x, x, x, need_weights=False)[1] is None
     mha.train()
     dropped, wd = mha(x, x, x)
     assert not np.allclose(dropped.detach().numpy(), out.detach().numpy())
-    assert np.any(wd.detach().numpy() == 0) or not np.allclose(wd.detach().numpy(), w.detach().numpy())
+    assert np.any(wd.detach().numpy() == 0) or \
+        not np.allclose(wd.detach().numpy(), w.detach().numpy())
     with pytest.raises(ValueError, match="divisible"):
         nn.MultiheadAttention(5, 2)
 
@@ -409,7 +416,7 @@ def test_transformer_encoder_layer_matches_torch(batch_first, norm_first, activa
     th.load_state_dict({k: torch.tensor(v.numpy()) for k, v in layer.state_dict().items()})
     th.eval()
     tkw = {k: torch.tensor(v.numpy()) for k, v in kw.items()}
-    np.testing.assert_allclose(layer(tinygen.tensor(x), **kw).numpy(),
+    np.testing.assert_allclose(layer(tinygen.tensor(x), **kw).detach().numpy(),
                                th(torch.tensor(x), **tkw).detach().numpy(), rtol=1e-10,
                                atol=1e-12)
 
@@ -422,7 +429,8 @@ def test_transformer_encoder_stack():
     assert first.linear1.weight is not second.linear1.weight      # independent copies
     with tinygen.no_grad():
         second.linear1.weight.add_(1.0)
-    assert not np.array_equal(first.linear1.weight.numpy(), second.linear1.weight.numpy())
+    assert not np.array_equal(first.linear1.weight.detach().numpy(),
+                              second.linear1.weight.detach().numpy())
     x = tinygen.tensor(np.random.default_rng(6).standard_normal((2, 5, 4)))
     out = enc(x, is_causal=True)
     assert out.shape == (2, 5, 4)
@@ -433,7 +441,7 @@ def test_transformer_encoder_stack():
         th.load_state_dict({k: torch.tensor(v.numpy()) for k, v in enc.state_dict().items()})
         mask = torch.nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
         want = th(torch.tensor(x.numpy()), mask=mask, is_causal=True).detach().numpy()
-        np.testing.assert_allclose(out.numpy(), want, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(out.detach().numpy(), want, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="activation"):
         nn.TransformerEncoderLayer(4, 2, activation="swish")
 
@@ -793,7 +801,7 @@ def test_pad_mode_errors():
         F.pad(x, (1, 1), mode="mirror")
 
 
-# -- 1-D pooling, area and trilinear interpolation --------------------------------------------------
+# -- 1-D pooling, area and trilinear interpolation -------------------------------------------------
 @given(data=st.data(), how=st.sampled_from(["max", "avg"]))
 def test_pool1d(data, how):
     (n, c, _, length), (_, k), (_, s), (_, p), (_, d), ceil = data.draw(_pool_case(

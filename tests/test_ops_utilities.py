@@ -256,7 +256,8 @@ MODULES = [  # (ours, torch's)
     (nn.ReLU6, lambda: torch.nn.ReLU6()), (nn.SELU, lambda: torch.nn.SELU()),
     (lambda: nn.CELU(0.5), lambda: torch.nn.CELU(0.5)), (nn.Softsign, lambda: torch.nn.Softsign()),
     (nn.Mish, lambda: torch.nn.Mish()), (nn.Hardswish, lambda: torch.nn.Hardswish()),
-    (nn.Hardsigmoid, lambda: torch.nn.Hardsigmoid()), (nn.LogSigmoid, lambda: torch.nn.LogSigmoid()),
+    (nn.Hardsigmoid, lambda: torch.nn.Hardsigmoid()),
+    (nn.LogSigmoid, lambda: torch.nn.LogSigmoid()),
     (nn.SiLU, lambda: torch.nn.SiLU()), (lambda: nn.GELU("tanh"), lambda: torch.nn.GELU("tanh")),
 ]
 
@@ -293,7 +294,8 @@ def test_hardtanh_and_celu_argument_errors():
 
 IN_PLACE = [  # (in-place call, the out-of-place op it must equal)
     (lambda t: t.lerp_(tinygen.ones(3, 4), 0.25), lambda t: F.lerp(t, tinygen.ones(3, 4), 0.25)),
-    (lambda t: t.tril_(1), lambda t: F.tril(t, 1)), (lambda t: t.triu_(-1), lambda t: F.triu(t, -1)),
+    (lambda t: t.tril_(1), lambda t: F.tril(t, 1)),
+    (lambda t: t.triu_(-1), lambda t: F.triu(t, -1)),
     (lambda t: t.floor_(), F.floor), (lambda t: t.ceil_(), F.ceil), (lambda t: t.trunc_(), F.trunc),
     (lambda t: t.round_(1), lambda t: F.round(t, 1)),
     (lambda t: t.scatter_(1, tinygen.tensor([[3], [0], [1]]), value=9.0),

@@ -92,7 +92,8 @@ class Scatter(Function):
 
 
 def _check_index(name, x, dim, index, src=None):
-    """Validate ``index`` (and ``src``) against ``x`` as PyTorch does; returns (dim, index array)."""
+    """Validate ``index`` (and ``src``) against ``x`` as PyTorch does; returns (dim, index
+    array)."""
     check_tensor(index, "index")
     if index.dtype.kind not in "iu":
         raise TypeError(f"{name}: index must be an integer tensor, got dtype {index.dtype}")

@@ -84,7 +84,9 @@ def _windows(a, axes):
     (kh, sh, _, dh, oh, _), (kw, sw, _, dw, ow, _) = axes
     for i in range(kh):
         for j in range(kw):
-            yield a[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+            rows = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
+            cols = slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+            yield a[:, :, rows, cols]
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -217,8 +219,8 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
 
     ``mode``: ``"nearest"`` (PyTorch's legacy rule ``src = floor(dst * scale)``),
     ``"nearest-exact"``, ``"linear"`` / ``"bilinear"`` / ``"trilinear"`` (3-, 4-, 5-D input),
-    with ``align_corners`` as in PyTorch, or ``"area"`` (adaptive average pooling). Give exactly one of ``size`` and ``scale_factor``; the output
-    size is ``floor(in * scale_factor)``.
+    with ``align_corners`` as in PyTorch, or ``"area"`` (adaptive average pooling). Give exactly
+    one of ``size`` and ``scale_factor``; the output size is ``floor(in * scale_factor)``.
     """
     x = check_tensor(input, "input")
     if mode not in _MODES:
@@ -268,7 +270,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     return out
 
 
-# -- 1-D forms: the 2-D ops on a height-1 image ------------------------------------------------------
+# -- 1-D forms: the 2-D ops on a height-1 image -------------------------------------------------
 def _as_2d(name, x):
     """(N, C, L) or (C, L) -> (N, C, 1, L) or (C, 1, L)."""
     x = check_tensor(x, "input")

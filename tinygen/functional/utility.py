@@ -231,7 +231,7 @@ def std_mean(input, dim=None, unbiased=None, keepdim: bool = False, *, correctio
     return v.sqrt(), m
 
 
-# -- rounding divisions ------------------------------------------------------------------------------
+# -- rounding divisions -------------------------------------------------------------------------
 def _integer_operands(a, b, name):
     a, b = binary_operands(a, b)
     if a.dtype.kind in "biu" and b.dtype.kind in "biu":
