@@ -283,3 +283,22 @@ def test_64_bit_index_instances_match_cpu(monkeypatch, dtype):
         _check_all_drivers(case, dtype)
     suffix = "_f32" if dtype == np.float32 else "_f64"
     assert {"im2col" + suffix, "col2im" + suffix, "swap_leading_axes" + suffix} <= set(calls)
+
+
+def test_shapes_that_do_not_fit_the_geometry_are_refused():
+    """A wrong shape would make a GPU kernel read or write outside its arrays: ValueError."""
+    from tinygen.kernels.cuda import conv as cuda_conv
+    geom = geometry.conv_geometry("conv2d", (5, 5), (3, 3), 1, 0, 1)        # 5x5 -> 3x3
+    with device_cupy() as cp:
+        def z(*shape):
+            return cp.zeros(shape, dtype=np.float32)
+        with pytest.raises(ValueError, match="conv2d_forward: shapes"):
+            cuda_conv.conv2d_forward(z(1, 2, 6, 5), z(4, 2, 3, 3), geom, 1)       # x too tall
+        with pytest.raises(ValueError, match="conv2d_forward: shapes"):
+            cuda_conv.conv2d_forward(z(1, 2, 5, 5), z(4, 2, 3, 3), geom, 2)       # C != 2 * 2
+        with pytest.raises(ValueError, match="conv2d_transpose_forward: shapes"):
+            cuda_conv.conv2d_transpose_forward(z(1, 4, 3, 4), z(4, 2, 3, 3), geom, 1)
+        with pytest.raises(ValueError, match="conv2d_weight: shapes"):
+            cuda_conv.conv2d_weight(z(1, 2, 5, 5), z(1, 4, 3, 3), geom, 1, (4, 2, 2, 3))
+        assert cuda_conv.conv2d_weight(z(1, 2, 5, 5), z(1, 4, 3, 3), geom, 1,
+                                       (4, 2, 3, 3)).shape == (4, 2, 3, 3)

@@ -228,3 +228,25 @@ def test_empty_sequence_matches_cpu(recurrence):
         bwd = cuda_lstm.lstm_recurrence_backward(d["dhs"], d["dc_last"], fwd[2], fwd[1], d["c0"],
                                                  d["w_hh"])
         _compare(cp, ("dz", "dh0", "dc0"), bwd, ref_b, np.float64)
+
+
+def test_shapes_that_do_not_fit_are_refused():
+    """A wrong shape would make a GPU kernel read or write outside its arrays: ValueError."""
+    from tinygen.kernels.cuda import lstm as cuda_lstm
+    with device_cupy() as cp:
+        def z(*shape):
+            return cp.zeros(shape, dtype=np.float64)
+        with pytest.raises(ValueError, match=r"lstm_cell_forward: z \(2, 7\)"):
+            cuda_lstm.lstm_cell_forward(z(2, 7), z(2, 2))
+        with pytest.raises(ValueError, match=r"lstm_recurrence_forward: c0 \(3, 2\)"):
+            cuda_lstm.lstm_recurrence_forward(z(4, 2, 8), z(2, 2), z(3, 2), z(2, 8))
+        with pytest.raises(ValueError, match=r"lstm_recurrence_backward: .*w_hh \(2, 8\)"):
+            cuda_lstm.lstm_recurrence_backward(z(4, 2, 2), z(2, 2), z(4, 2, 8), z(4, 2, 2),
+                                               z(2, 2), z(2, 8))
+        with pytest.raises(ValueError, match=r"conv_lstm_forward: kernel \(8, 2, 3\)"):
+            cuda_lstm.conv_lstm_forward(z(3, 1, 4, 5), z(8, 2, 3), 0)
+        with pytest.raises(ValueError, match="anchor"):
+            cuda_lstm.conv_lstm_forward(z(3, 1, 4, 5), z(4, 1, 3), 3)
+        with pytest.raises(ValueError, match=r"conv_lstm_backward: hs \(3, 1, 1, 4\)"):
+            cuda_lstm.conv_lstm_backward(z(3, 1, 1, 5), z(3, 1, 4, 5), z(3, 1, 1, 5),
+                                         z(3, 1, 1, 4), z(4, 1, 2), 1)

@@ -115,10 +115,32 @@ class _Plan:
         return buf[:channels * nb * self.p].reshape(channels, nb, self.p)
 
 
+def _check_shapes(op, geom, groups, x_shape, w_shape, y_shape):
+    """The shapes a call implies must agree with each other and with the geometry: a kernel given
+    the wrong ones would read or write outside the arrays on a GPU.
+
+    x: (N, C, H, W), w: (O, C/groups, kh, kw), y: (N, O, OH, OW), with (H, W), (kh, kw) and
+    (OH, OW) the geometry's size_in, kernel and size_out."""
+    gh, gw = geom
+    n_batch, n_out = y_shape[:2] if len(y_shape) == 4 else (None, None)
+    ok = (len(x_shape) == 4 and len(w_shape) == 4 and len(y_shape) == 4 and groups >= 1 and
+          x_shape[0] == n_batch and tuple(x_shape[2:]) == (gh.size_in, gw.size_in) and
+          w_shape[0] == n_out and n_out % groups == 0 and w_shape[1] * groups == x_shape[1] and
+          tuple(w_shape[2:]) == (gh.kernel, gw.kernel) and
+          tuple(y_shape[2:]) == (gh.size_out, gw.size_out))
+    if not ok:
+        raise ValueError(f"{op}: shapes x {tuple(x_shape)}, w {tuple(w_shape)}, y "
+                         f"{tuple(y_shape)} do not fit the geometry (in {gh.size_in}x{gw.size_in}"
+                         f", kernel {gh.kernel}x{gw.kernel}, out {gh.size_out}x{gw.size_out}) "
+                         f"with groups={groups}")
+
+
 def conv2d_forward(x, w, geom, groups):
     """y = conv(x, w).  x: (N, C, H, W), w: (O, C/groups, kh, kw) -> y: (N, O, OH, OW)."""
     cp = _runtime.cupy()
     dtype = _grid.same_dtype("conv2d_forward", x, w)
+    _check_shapes("conv2d_forward", geom, groups, x.shape, w.shape,
+                  (x.shape[0], w.shape[0], geom[0].size_out, geom[1].size_out))
     x, w = cp.ascontiguousarray(x), cp.ascontiguousarray(w)
     y = cp.empty((x.shape[0], w.shape[0], geom[0].size_out, geom[1].size_out), dtype=dtype)
     if _use_direct():
@@ -146,6 +168,9 @@ def conv2d_transpose_forward(y, w, geom, groups):
     """
     cp = _runtime.cupy()
     dtype = _grid.same_dtype("conv2d_transpose_forward", y, w)
+    _check_shapes("conv2d_transpose_forward", geom, groups,
+                  (y.shape[0], w.shape[1] * groups, geom[0].size_in, geom[1].size_in), w.shape,
+                  y.shape)
     y, w = cp.ascontiguousarray(y), cp.ascontiguousarray(w)
     x = cp.empty((y.shape[0], w.shape[1] * groups, geom[0].size_in, geom[1].size_in),
                  dtype=dtype)
@@ -172,6 +197,7 @@ def conv2d_weight(x, gy, geom, groups, weight_shape):
     """
     cp = _runtime.cupy()
     dtype = _grid.same_dtype("conv2d_weight", x, gy)
+    _check_shapes("conv2d_weight", geom, groups, x.shape, tuple(weight_shape), gy.shape)
     x, gy = cp.ascontiguousarray(x), cp.ascontiguousarray(gy)
     if _use_direct():
         dw = cp.empty(tuple(weight_shape), dtype=dtype)

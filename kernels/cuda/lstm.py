@@ -73,6 +73,15 @@ def _launch_per_sample(name, dtype, n_batch, hid, args):
     _runtime.launch(_SOURCE, _runtime.variant(name, dtype), (blocks,), (threads,), args)
 
 
+def _check_shapes(op, **arrays):
+    """Each keyword is ``name=(array, expected shape)``: a kernel given arrays of other shapes
+    would read or write outside them on a GPU, so any mismatch is a ValueError naming them."""
+    bad = [f"{name} {tuple(a.shape)} (expected {tuple(shape)})"
+           for name, (a, shape) in arrays.items() if tuple(a.shape) != tuple(shape)]
+    if bad:
+        raise ValueError(f"{op}: " + ", ".join(bad))
+
+
 def lstm_cell_forward(z, c_prev):
     """One LSTM step from its pre-activations.
 
@@ -81,6 +90,7 @@ def lstm_cell_forward(z, c_prev):
     """
     cp = _runtime.cupy()
     dtype = _grid.same_dtype("lstm_cell_forward", z, c_prev)
+    _check_shapes("lstm_cell_forward", z=(z, (c_prev.shape[0], 4 * c_prev.shape[-1])))
     z, c_prev = cp.ascontiguousarray(z), cp.ascontiguousarray(c_prev)
     n_batch, hid = c_prev.shape
     h = cp.empty((n_batch, hid), dtype=dtype)
@@ -102,6 +112,8 @@ def lstm_recurrence_forward(xg, h0, c0, w_hh_t, fast=False):
     xg, c0 = cp.ascontiguousarray(xg), cp.ascontiguousarray(c0)
     steps, n_batch, h4 = xg.shape
     hid = h4 // 4
+    _check_shapes("lstm_recurrence_forward", xg=(xg, (steps, n_batch, 4 * hid)),
+                  h0=(h0, (n_batch, hid)), c0=(c0, (n_batch, hid)), w_hh_t=(w_hh_t, (hid, h4)))
     hs = cp.empty((steps, n_batch, hid), dtype=dtype)
     cs = cp.empty((steps, n_batch, hid), dtype=dtype)
     acts = cp.empty((steps, n_batch, h4), dtype=dtype)
@@ -132,6 +144,10 @@ def lstm_recurrence_backward(dhs, dc_last, acts, cs, c0, w_hh, fast=False):
     dhs, acts, cs = (cp.ascontiguousarray(a) for a in (dhs, acts, cs))
     c0 = cp.ascontiguousarray(c0)
     steps, n_batch, hid = dhs.shape
+    state = (n_batch, hid)
+    _check_shapes("lstm_recurrence_backward", dc_last=(dc_last, state),
+                  acts=(acts, (steps, n_batch, 4 * hid)), cs=(cs, dhs.shape), c0=(c0, state),
+                  w_hh=(w_hh, (4 * hid, hid)))
     dz = cp.empty((steps, n_batch, 4 * hid), dtype=dtype)
     dc = cp.ascontiguousarray(dc_last).copy()                           # updated in place
     if _whole_sequence(n_batch, hid) and steps > 0:
@@ -195,6 +211,11 @@ def _conv_lstm_sizes(xg, kernel):
     return steps, n_batch, g4 // 4, length, kernel.shape[2]
 
 
+def _check_anchor(op, anchor, taps):
+    if not 0 <= anchor < taps:
+        raise ValueError(f"{op}: anchor must be a tap index in [0, {taps}), got {anchor}")
+
+
 def conv_lstm_forward(xg, kernel, anchor, fast=False):
     """LSTM over T steps whose state is a line of L positions with h channels, the state-to-state
     map a 1-D convolution (PixelRNN's Row LSTM and Diagonal BiLSTM), h_0 = c_0 = 0:
@@ -208,6 +229,9 @@ def conv_lstm_forward(xg, kernel, anchor, fast=False):
     dtype = _grid.same_dtype("conv_lstm_forward", xg, kernel)
     xg, kernel = cp.ascontiguousarray(xg), cp.ascontiguousarray(kernel)
     steps, n_batch, hid, length, taps = _conv_lstm_sizes(xg, kernel)
+    _check_shapes("conv_lstm_forward", xg=(xg, (steps, n_batch, 4 * hid, length)),
+                  kernel=(kernel, (4 * hid, hid, taps)))
+    _check_anchor("conv_lstm_forward", anchor, taps)
     hs = cp.empty((steps, n_batch, hid, length), dtype=dtype)
     cs = cp.empty((steps, n_batch, hid, length), dtype=dtype)
     acts = cp.empty(xg.shape, dtype=dtype)
@@ -230,6 +254,11 @@ def conv_lstm_backward(dhs, acts, cs, hs, kernel, anchor, fast=False):
     dtype = _grid.same_dtype("conv_lstm_backward", dhs, acts, cs, hs, kernel)
     dhs, acts, cs, hs, kernel = (cp.ascontiguousarray(a) for a in (dhs, acts, cs, hs, kernel))
     steps, n_batch, hid, length, taps = _conv_lstm_sizes(acts, kernel)
+    state = (steps, n_batch, hid, length)
+    _check_shapes("conv_lstm_backward", dhs=(dhs, state), cs=(cs, state), hs=(hs, state),
+                  acts=(acts, (steps, n_batch, 4 * hid, length)),
+                  kernel=(kernel, (4 * hid, hid, taps)))
+    _check_anchor("conv_lstm_backward", anchor, taps)
     dz = cp.empty(acts.shape, dtype=dtype)
     dc = cp.zeros((n_batch, hid, length), dtype=dtype)
     for t in range(steps - 1, -1, -1):
