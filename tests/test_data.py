@@ -263,3 +263,13 @@ def test_load_toy_data_splits_and_seeds():
     assert none_val.val is None and len(none_val.train) == 10
     with pytest.raises(ValueError, match="dataset must be one of"):
         load_toy_data("spiral")
+
+
+def test_balanced_indices_interleave_the_classes():
+    from tinygen.data import balanced_indices
+    labels = np.repeat(np.arange(10), 5)                  # a class-ordered split
+    idx = balanced_indices(labels, 20)
+    np.testing.assert_array_equal(labels[idx], np.tile(np.arange(10), 2))
+    np.testing.assert_array_equal(idx[:3], [0, 5, 10])   # the first image of each class first
+    np.testing.assert_array_equal(balanced_indices(np.array([0, 0, 0, 1]), 4), [0, 3, 1, 2])
+    np.testing.assert_array_equal(balanced_indices(np.array([2, 2]), 5), [0, 1])

@@ -7,5 +7,6 @@ from .mnist import (ENV_VAR, DataSource, Dataset, embedded_mnist_path,  # noqa: 
                     resolve_data_source, train_val_split)
 from .toy import (TOY_DATASETS, make_checkerboard, make_eight_gaussians, make_moons,  # noqa: F401
                   make_rings)
-from .transforms import dequantize, dynamic_binarize, random_shift, static_binarize  # noqa: F401
+from .transforms import (balanced_indices, dequantize, dynamic_binarize, random_shift,  # noqa: F401
+                         static_binarize)
 from .runs import RunData, load_mnist_data, load_toy_data  # noqa: F401,E402

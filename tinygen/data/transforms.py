@@ -40,3 +40,17 @@ def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.
     for i in range(n):
         out[i] = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
     return out
+
+
+def balanced_indices(labels, n: int) -> np.ndarray:
+    """``n`` indices for pictures: the first images of each class in turn (0, 1, ..., 9, 0, 1,
+    ...), so a grid of a class-ordered split shows every digit, always the same ones. Classes
+    that run out are skipped; fewer than ``n`` indices come back only if the set is smaller."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    members = [list(np.flatnonzero(labels == c)) for c in classes]
+    picked, round_ = [], 0
+    while len(picked) < n and any(round_ < len(m) for m in members):
+        picked += [m[round_] for m in members if round_ < len(m)][:n - len(picked)]
+        round_ += 1
+    return np.array(picked, dtype=np.int64)

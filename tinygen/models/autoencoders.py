@@ -33,6 +33,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..autograd import no_grad
+from ..data import balanced_indices
 from ..tensor import zeros
 from .phases import Phase
 from .base import GenerativeModel, register
@@ -160,7 +161,8 @@ class Autoencoder(GenerativeModel):
         from .. import plots as img
 
         x = dataset.images
-        paths = [img.save_reconstructions(x[:20], np.clip(self.reconstruct(x[:20]), 0, 1),
+        sel = x[balanced_indices(dataset.labels, 20)]          # two of each digit, fixed
+        paths = [img.save_reconstructions(sel, np.clip(self.reconstruct(sel), 0, 1),
                                           os.path.join(out_dir, "reconstructions.png"), scale=2)]
         pick = rng.choice(len(x), size=(2, 8), replace=False)
         paths.append(img.save_interpolations(self.interpolate(x[pick[0]], x[pick[1]]),
@@ -232,7 +234,7 @@ class LinearAutoencoder(Autoencoder):
 
     def decoder_basis(self) -> np.ndarray:
         """W_d (784, d): its column space is what should match PCA."""
-        return self.decoder.weight.cpu().numpy()
+        return self.decoder.weight.detach().cpu().numpy()
 
     def extra_metrics(self, data, split, dataset):
         """The PCA baseline, and (once, with the first split) the largest principal angle
@@ -364,7 +366,7 @@ class DenoisingAutoencoder(MLPAutoencoder):
         from .. import plots as img
 
         paths = super().pictures(out_dir, dataset, rng)
-        x = dataset.images[:10]
+        x = dataset.images[balanced_indices(dataset.labels, 10)]       # one of each digit
         noisy = corrupt_array(x, self.config.noise, self.config.noise_level, rng)
         rows = np.stack([x, np.clip(noisy, 0, 1), np.clip(self.reconstruct(noisy), 0, 1)])
         paths.append(img.save_interpolations(rows, os.path.join(out_dir, "denoising.png"),
@@ -420,7 +422,7 @@ class ContractiveAutoencoder(Autoencoder):
     def evaluate(self, dataset):
         """``mse`` and ``jacobian_norm2``: mean ||J_f(x)||_F^2 over the set."""
         metrics = super().evaluate(dataset)
-        norms = [self.jacobian_norm2(self.encode(self.as_tensor(x))).cpu().numpy().sum()
+        norms = [self.jacobian_norm2(self.encode(self.as_tensor(x))).detach().cpu().numpy().sum()
                  for x in np.array_split(dataset.images, max(1, len(dataset.images) // 500))]
         metrics["jacobian_norm2"] = float(np.sum(norms) / len(dataset.images))
         return metrics

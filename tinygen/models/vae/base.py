@@ -35,7 +35,7 @@ import numpy as np
 from ... import functional as F
 from ... import nn
 from ...autograd import no_grad
-from ...data import static_binarize
+from ...data import balanced_indices, static_binarize
 from ...distributions import (DiagonalNormal, importance_weighted_log_likelihood, logmeanexp,
                               standard_normal_log_prob)
 from ...tensor import float64, tensor
@@ -326,8 +326,9 @@ class VAE(GenerativeModel):
         from ... import plots as img
 
         x, lab = dataset.images, dataset.labels
-        lab20 = lab[:20] if self.conditional else None
-        paths = [img.save_reconstructions(x[:20], self.reconstruct(x[:20], lab20),
+        sel = balanced_indices(lab, 20)                            # two of each digit, fixed
+        lab20 = lab[sel] if self.conditional else None
+        paths = [img.save_reconstructions(x[sel], self.reconstruct(x[sel], lab20),
                                           os.path.join(out_dir, "reconstructions.png"), scale=2)]
         paths.append(self.save_samples(100 if self.conditional else 64, rng,
                                        os.path.join(out_dir, "samples.png")))
