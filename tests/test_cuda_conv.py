@@ -302,3 +302,17 @@ def test_shapes_that_do_not_fit_the_geometry_are_refused():
             cuda_conv.conv2d_weight(z(1, 2, 5, 5), z(1, 4, 3, 3), geom, 1, (4, 2, 2, 3))
         assert cuda_conv.conv2d_weight(z(1, 2, 5, 5), z(1, 4, 3, 3), geom, 1,
                                        (4, 2, 3, 3)).shape == (4, 2, 3, 3)
+
+
+def test_every_kernel_once_forward_float32():
+    """Each kernel of conv.cu on one small case per rung (grouped, strided, dilated, padded conv
+    and a transposed conv with output_padding), forward thread order, float32: small launches
+    that the sanitizer runs of tests/test_cuda_emu.py select (``-k "forward and float32"``)."""
+    conv = geometry.conv_geometry("conv2d", (6, 7), (3, 2), (2, 1), (1, 0), (2, 1))
+    conv_t = geometry.conv_transpose_geometry("conv_transpose2d", (3, 2), (2, 3), (2, 1), (0, 1),
+                                              (1, 0), (1, 2))
+    with thread_order("forward"):
+        for algorithm in ALGORITHMS:
+            with _algorithm(algorithm):
+                _check_all_drivers((2, 2, 2, 1, conv, 5), np.float32)
+                _check_all_drivers((1, 1, 1, 2, conv_t, 6), np.float32)

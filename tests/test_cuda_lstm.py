@@ -250,3 +250,39 @@ def test_shapes_that_do_not_fit_are_refused():
         with pytest.raises(ValueError, match=r"conv_lstm_backward: hs \(3, 1, 1, 4\)"):
             cuda_lstm.conv_lstm_backward(z(3, 1, 1, 5), z(3, 1, 4, 5), z(3, 1, 1, 5),
                                          z(3, 1, 1, 4), z(4, 1, 2), 1)
+
+
+def test_every_kernel_once_forward_float32():
+    """Each kernel of lstm.cu once on small sizes, forward thread order, float32: small launches
+    that the sanitizer runs of tests/test_cuda_emu.py select (``-k "forward and float32"``)."""
+    from tinygen.kernels.cuda import lstm as cuda_lstm
+    dtype = np.float32
+    a = _lstm_arrays((3, 2, 3, 5, 21), dtype)
+    rng = np.random.default_rng(4)
+    xg = rng.standard_normal((3, 2, 8, 4)).astype(dtype)
+    kernel = (rng.standard_normal((8, 2, 2)) * 0.5).astype(dtype)
+    dhs = rng.standard_normal((3, 2, 2, 4)).astype(dtype)
+    z = (rng.standard_normal((2, 20)) * 2).astype(dtype)               # (N, 4H) for H = 5
+    ref_cell = cpu_lstm.lstm_cell_forward(z, a["c0"])
+    ref = cpu_lstm.lstm_sequence_forward(a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], a["b"])
+    ref_b = cpu_lstm.lstm_sequence_backward(a["dhs"], a["dc_last"], a["x"], a["h0"], a["c0"],
+                                            a["w_ih"], a["w_hh"], *ref)
+    ref_c = cpu_lstm.conv_lstm_forward(xg, kernel, 1, True)
+    ref_cb = cpu_lstm.conv_lstm_backward(dhs, ref_c[2], ref_c[1], ref_c[0], kernel, 1, True)
+    with device_cupy() as cp, thread_order("forward"):
+        d = {k: cp.asarray(v) for k, v in a.items()}
+        _compare(cp, ("h", "c"), cuda_lstm.lstm_cell_forward(cp.asarray(z), d["c0"]), ref_cell,
+                 dtype)
+        for recurrence in RECURRENCES:
+            with _recurrence(recurrence):
+                fwd = cuda_lstm.lstm_sequence_forward(d["x"], d["h0"], d["c0"], d["w_ih"],
+                                                      d["w_hh"], d["b"])
+                _compare(cp, ("hs", "cs", "acts"), fwd, ref, dtype)
+                bwd = cuda_lstm.lstm_sequence_backward(d["dhs"], d["dc_last"], d["x"], d["h0"],
+                                                       d["c0"], d["w_ih"], d["w_hh"], *fwd)
+                _compare(cp, ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db"), bwd, ref_b, dtype)
+        dk = cp.asarray(kernel)
+        fwd = cuda_lstm.conv_lstm_forward(cp.asarray(xg), dk, 1)
+        _compare(cp, ("hs", "cs", "acts"), fwd, ref_c, dtype)
+        bwd = cuda_lstm.conv_lstm_backward(cp.asarray(dhs), fwd[2], fwd[1], fwd[0], dk, 1)
+        _compare(cp, ("dxg", "dkernel"), bwd, ref_cb, dtype)
