@@ -23,8 +23,21 @@ import numpy as np
 
 __all__ = ["N_CORES", "run_pieces"]
 
-N_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-    (os.cpu_count() or 1)
+
+def _thread_limit():
+    """Threads to use: the first of TINYGEN_NUM_THREADS, OMP_NUM_THREADS, OPENBLAS_NUM_THREADS
+    that is set (so that a benchmark giving every library n threads gives the kernels n too),
+    at most the cores this process may run on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+    for var in ("TINYGEN_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return min(cores, int(value))
+    return cores
+
+
+N_CORES = _thread_limit()
 
 
 def _local_thread_setters():
@@ -48,11 +61,15 @@ _IN_PIECE = threading.local()      # set while a thread runs pieces: no nested f
 
 
 def run_pieces(task, pieces):
-    """``task(p)`` for every ``p`` in ``pieces``, on up to :data:`N_CORES` threads (the calling
+    """``task(p)`` for every ``p`` in ``pieces``, on up to :data:`N_CORES` threads (see
+    :func:`_thread_limit`) (the calling
     thread one of them), each taking the next piece when done with its last one and calling
     BLAS single-threaded. One piece, one core, or no way to set the BLAS threads: in order on
     the calling thread (BLAS keeping its own threads)."""
     global _POOL
+    if len(pieces) == 1:
+        task(pieces[0])
+        return
     pieces = list(pieces)
     n_workers = min(len(pieces), N_CORES)
     if n_workers < 2 or not _SETTERS or getattr(_IN_PIECE, "active", False):

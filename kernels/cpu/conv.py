@@ -99,14 +99,13 @@ def im2col(xp, win, cols):
     src = xp.ravel()
     dst = cols.ravel()
     plane, wpu, owu, swu = _U(hp * wp), _U(wp), _U(ow), _U(sw)
-    block = _U(n_batch * oh * ow)                  # elements of one row of cols
-    for c in range(n_chan):
+    d = _U(0)
+    for c in range(_U(n_chan)):
         for i in range(kh):
             for j in range(kw):
                 start = _U((i * dh + row0) * wp + j * dw + col0)
-                d = (_U(c * kh + i) * _U(kw) + _U(j)) * block
                 for n in range(_U(n_batch)):
-                    base = (n * _U(n_chan) + _U(c)) * plane + start
+                    base = (n * _U(n_chan) + c) * plane + start
                     for y in range(_U(oh)):
                         s = base + y * _U(sh) * wpu
                         if sw == 1:
@@ -132,18 +131,14 @@ def col2im(cols, win, xp):
     src = cols.ravel()
     dst = xp.ravel()
     plane, wpu, owu, swu = _U(hp * wp), _U(wp), _U(ow), _U(sw)
-    block = _U(n_batch * oh * ow)
-    for c in range(n_chan):
-        for n in range(_U(n_batch)):
-            base = (n * _U(n_chan) + _U(c)) * plane
-            for q in range(plane):
-                dst[base + q] = 0
+    xp[...] = 0
+    s = _U(0)
+    for c in range(_U(n_chan)):
         for i in range(kh):
             for j in range(kw):
                 start = _U((i * dh + row0) * wp + j * dw + col0)
-                s = (_U(c * kh + i) * _U(kw) + _U(j)) * block
                 for n in range(_U(n_batch)):
-                    base = (n * _U(n_chan) + _U(c)) * plane + start
+                    base = (n * _U(n_chan) + c) * plane + start
                     for y in range(_U(oh)):
                         d = base + y * _U(sh) * wpu
                         if sw == 1:
@@ -164,10 +159,10 @@ def batch_to_channels(y, out):
     src = y.ravel()
     dst = out.ravel()
     pu, nb, nc = _U(p), _U(n_batch), _U(n_chan)
-    for c in range(n_chan):
+    for c in range(nc):
         for n in range(nb):
-            s = (n * nc + _U(c)) * pu
-            d = (_U(c) * nb + n) * pu
+            s = (n * nc + c) * pu
+            d = (c * nb + n) * pu
             for q in range(pu):
                 dst[d + q] = src[s + q]
 
@@ -181,10 +176,10 @@ def channels_to_batch(y, out):
     src = y.ravel()
     dst = out.ravel()
     pu, nb, nc = _U(p), _U(n_batch), _U(n_chan)
-    for n in range(n_batch):
+    for n in range(nb):
         for c in range(nc):
-            s = (c * nb + _U(n)) * pu
-            d = (_U(n) * nc + c) * pu
+            s = (c * nb + n) * pu
+            d = (n * nc + c) * pu
             for q in range(pu):
                 dst[d + q] = src[s + q]
 
@@ -300,6 +295,8 @@ def _chunk(n_batch, per_sample_elems, itemsize, budget=None):
 def _sum_in_order(partial):
     """partial[0] + partial[1] + ... in that order (a per-chunk result summed the same way
     whichever thread computed which chunk)."""
+    if len(partial) == 1:
+        return partial[0]
     total = partial[0].copy()
     for k in range(1, len(partial)):
         total += partial[k]
