@@ -60,7 +60,7 @@ def _torch_cuda():
     return torch if torch.cuda.is_available() else None
 
 
-# -- 1. tests on the GPU ------------------------------------------------------------------------------
+# -- 1. tests on the GPU ---------------------------------------------------------------------------
 def _pytest(args, env, timeout, log_path):
     t0 = time.perf_counter()
     try:
@@ -114,7 +114,7 @@ def run_compute_sanitizer(out_dir, timeout):
     return results
 
 
-# -- 3. benchmarks ------------------------------------------------------------------------------------
+# -- 3. benchmarks ---------------------------------------------------------------------------------
 def _timers(cp, torch):
     sys.path.insert(0, HERE)
     import bench_cuda_conv as b
@@ -211,7 +211,7 @@ def bench_conv_and_lstm(tiny):
     return result, bench_cuda_conv.markdown(result)
 
 
-# -- report -------------------------------------------------------------------------------------------
+# -- report ----------------------------------------------------------------------------------------
 def _f(v, digits=3):
     return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, settings
 # CuPy on a real GPU (``make gpu-check``).
 TEST_DEVICE = os.environ.get("TINYGEN_TEST_DEVICE", "cpu")
 if TEST_DEVICE not in ("cpu", "cuda-emu", "cuda"):
-    raise pytest.UsageError(f"TINYGEN_TEST_DEVICE must be cpu, cuda-emu or cuda, got {TEST_DEVICE!r}")
+    raise pytest.UsageError(
+        f"TINYGEN_TEST_DEVICE must be cpu, cuda-emu or cuda, got {TEST_DEVICE!r}")
 if TEST_DEVICE == "cuda-emu":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from cuda_emu import fake_cupy

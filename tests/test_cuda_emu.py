@@ -10,7 +10,8 @@
 * the stand-in ``cupy`` keeps CuPy's rules (no silent conversion to NumPy, exact argument types);
   outside the tests ``device="cuda"`` without a GPU stays a clear error;
 * sanitizer runs (ASan + UBSan, TSan) of the kernel-family tests on small launches, in the
-  ``make test-gpu-emu`` leg (``TINYGEN_TEST_DEVICE=cuda-emu``) or with ``TINYGEN_SANITIZER_TESTS=1``.
+  ``make test-gpu-emu`` leg (``TINYGEN_TEST_DEVICE=cuda-emu``) or with
+  ``TINYGEN_SANITIZER_TESTS=1``.
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def nvrtc_results():
     """NVRTC run in a subprocess with the real cupy (the run may have the stand-in installed)."""
     env = dict(os.environ)
     env.pop("TINYGEN_TEST_DEVICE", None)
-    probe = subprocess.run([sys.executable, "-c", "from cupy.cuda import nvrtc; nvrtc.getVersion()"],
+    probe = subprocess.run([sys.executable, "-c",
+                            "from cupy.cuda import nvrtc; nvrtc.getVersion()"],
                            capture_output=True, text=True, env=env)
     if probe.returncode:
         pytest.skip("CuPy's NVRTC is not installed (pip install cupy-cuda13x "
@@ -469,7 +471,7 @@ def test_device_cuda_without_a_gpu_stays_a_clear_error_outside_the_tests():
     assert "REFUSED" in proc.stdout and "needs CuPy and a CUDA GPU" in proc.stdout, proc.stdout
 
 
-# -- sanitizer runs of the kernel families ----------------------------------------------------------
+# -- sanitizer runs of the kernel families --------------------------------------------------------
 _RUN_SANITIZERS = os.environ.get("TINYGEN_TEST_DEVICE") == "cuda-emu" or \
     os.environ.get("TINYGEN_SANITIZER_TESTS") == "1"
 KERNEL_TEST_FILES = [f for f in ("test_cuda_kernels.py", "test_cuda_conv.py", "test_cuda_lstm.py")
@@ -479,7 +481,7 @@ KERNEL_TEST_FILES = [f for f in ("test_cuda_kernels.py", "test_cuda_conv.py", "t
 @needs_gxx
 @pytest.mark.skipif(not _RUN_SANITIZERS, reason="sanitizer runs take minutes: they run in "
                     "make test-gpu-emu (or set TINYGEN_SANITIZER_TESTS=1)")
-@pytest.mark.parametrize("mode,select", [("address", "forward"),
+@pytest.mark.parametrize("mode,select", [("address", "forward and float32"),
                                          ("thread", "forward and float32")])
 def test_kernel_families_are_clean_under_sanitizers(mode, select):
     env = sanitizer_env(mode)

@@ -91,7 +91,7 @@ def test_engine_matmul_selects_the_own_sgemm(emulated_gpu, monkeypatch, kernel):
         tb = tinygen.tensor(b, requires_grad=True, device=device)
         out = ta @ tb
         out.backward(tinygen.tensor(g, device=device))
-        results[device] = [t.cpu().numpy() for t in (out, ta.grad, tb.grad)]
+        results[device] = [t.detach().cpu().numpy() for t in (out, ta.grad, tb.grad)]
     for got, want in zip(results["cuda"], results["cpu"]):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     own = [c for c in calls if c.startswith("matmul_")]

@@ -9,9 +9,10 @@
   and device; :func:`kernel` hands out one of its ``extern "C"`` kernels by name, an object called
   with CuPy's convention ``k(grid, block, args)``.
 * :func:`launch` checks the arguments first: device arrays and NumPy scalars of the exact dtype
-  (``np.int32``, ``np.int64`` for ``long long``, ``np.float32``, ``np.float64``). CuPy passes a Python ``float`` as a C ``double``
-  and a Python ``int`` as a 64-bit integer whatever the kernel declares, so a ``float``/``int``
-  parameter given a Python number reads garbage on a GPU; :func:`launch` refuses them.
+  (``np.int32``, ``np.int64`` for ``long long``, ``np.float32``, ``np.float64``). CuPy passes a
+  Python ``float`` as a C ``double`` and a Python ``int`` as a 64-bit integer whatever the kernel
+  declares, so a ``float``/``int`` parameter given a Python number reads garbage on a GPU;
+  :func:`launch` refuses them.
 * float32/float64 variants of a kernel are ``<name>_f32`` / ``<name>_f64`` (:func:`variant`),
   generated in the ``.cu`` file from one templated body by a macro.
 
@@ -89,7 +90,7 @@ def module(cu_file: str):
 
 
 def kernel(cu_file: str, name: str):
-    """The kernel ``name`` of ``cu_file``; call it as ``k(grid, block, args)`` (CuPy's convention)."""
+    """The kernel ``name`` of ``cu_file``, called as ``k(grid, block, args)`` (CuPy's way)."""
     cp = get_cupy()
     key = (_device_id(cp), cu_file, name)
     k = _kernels.get(key)
@@ -120,9 +121,9 @@ def _check_args(name: str, args) -> None:
             continue
         if isinstance(a, (bool, int, float, np.generic)):
             raise TypeError(
-                f"{name}: argument {i} is {type(a).__name__} {a!r}; pass np.int32, np.int64, np.float32 "
-                "or np.float64 (CuPy passes Python ints as int64 and floats as double whatever the "
-                "kernel declares)")
+                f"{name}: argument {i} is {type(a).__name__} {a!r}; pass np.int32, np.int64, "
+                "np.float32 or np.float64 (CuPy passes Python ints as int64 and floats as "
+                "double whatever the kernel declares)")
         if isinstance(a, np.ndarray):
             raise TypeError(f"{name}: argument {i} is a NumPy array; kernels take device arrays")
         if not getattr(a, "flags", None) or not a.flags.c_contiguous:

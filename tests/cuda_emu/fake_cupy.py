@@ -312,8 +312,9 @@ def _kernel_arg(a):
 class RawModule:
     """``cupy.RawModule(code=..., options=...)``: compiled by g++ for the CPU emulator."""
 
-    def __init__(self, code=None, *, path=None, options=(), backend="nvrtc", translate_cucomplex=False,
-                 enable_cooperative_groups=False, name_expressions=None, jitify=False):
+    def __init__(self, code=None, *, path=None, options=(), backend="nvrtc",
+                 translate_cucomplex=False, enable_cooperative_groups=False,
+                 name_expressions=None, jitify=False):
         if code is None:
             raise NotImplementedError("the stand-in compiles code=... only")
         self._module = cuda_emu.EmuModule(code, options, unwrap=_kernel_arg)
