@@ -8,11 +8,10 @@ device arrays. Gate layout and equations: see that module and ``lstm.cu``. Per t
   ``dz_t W_hh`` (the gradient reaching h_{t-1});
 
 or, with :data:`RECURRENCE` ``"sequence"`` (the default, for the sizes :func:`_whole_sequence`
-admits),
-the whole time loop in one launch each way, one block per sample doing its own matrix-vector
-products (two launches per step cost two Python calls per step, which dominate at the sizes of
-char-rnn and PixelRNN). The input projections and the weight gradients are single GEMMs over all
-steps, as on the CPU.
+admits), the whole time loop in one launch each way, one block per sample doing its own
+matrix-vector products: two Python-side launches per step are expected to cost more than the
+step's arithmetic at char-rnn's sizes (an estimate; the benchmark measures both on a GPU). The
+input projections and the weight gradients are single GEMMs over all steps, as on the CPU.
 PixelRNN's convolutional LSTM fuses its 1-D state convolution into the gate kernels (one launch
 per step each way) and sums the state kernel's gradient in one launch after the loop.
 
@@ -50,10 +49,10 @@ def _whole_sequence(n_batch, hid):
     """Whether the recurrence runs as one launch per direction (see :data:`RECURRENCE`).
 
     Each block of the whole-sequence kernels reads all of W_hh (16 H^2 bytes in float32) from L2
-    once per step; a step of the per-step path costs a cuBLAS GEMM plus roughly 30 us of Python
-    and launch overhead. At ~100 bytes per clock per SM (an estimate, not a measurement: no GPU
-    was at hand) the block's read takes ~6 us at H = 256, ~23 us at H = 512 and ~90 us at
-    H = 1024, and once the N blocks outnumber the SMs they share L2 bandwidth. Hence the bounds
+    once per step; a step of the per-step path costs a cuBLAS GEMM plus an estimated ~30 us of
+    Python and launch overhead. At ~100 bytes per clock per SM (an estimate, not a measurement:
+    no GPU was at hand) the block's read takes ~6 us at H = 256, ~23 us at H = 512 and ~90 us
+    at H = 1024, and once the N blocks outnumber the SMs they share L2 bandwidth. Hence the bounds
     H <= :data:`MAX_SEQUENCE_HIDDEN` and N H^2 <= :data:`MAX_SEQUENCE_WORK`, to be replaced by
     the crossover benchmarks/bench_cuda_conv.py measures on a GPU.
     """
