@@ -96,3 +96,22 @@ def test_engine_matmul_selects_the_own_sgemm(emulated_gpu, monkeypatch, kernel):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     own = [c for c in calls if c.startswith("matmul_")]
     assert own == ([] if kernel == "library" else [f"matmul_{kernel}_f64"] * 3), calls
+
+
+def test_random_draws_and_initialisation_stay_on_the_device(emulated_gpu):
+    import tinygen
+    from tinygen import nn
+    tinygen.manual_seed(4)
+    x = tinygen.randn(3, 5, device="cuda")
+    layer = nn.Linear(5, 2).to("cuda")
+    layer.weight.data[...] = 0.0
+    with tinygen.no_grad():
+        layer.weight.uniform_(-1.0, 1.0)
+    assert x.device == "cuda" and layer.weight.device == "cuda"
+    w = layer.weight.detach().cpu().numpy()
+    assert w.std() > 0 and np.abs(w).max() <= 1.0
+    y = layer(x).detach().cpu().numpy()
+    assert y.shape == (3, 2) and np.isfinite(y).all()
+    tinygen.manual_seed(4)
+    np.testing.assert_array_equal(tinygen.randn(3, 5, device="cuda").cpu().numpy(),
+                                  x.cpu().numpy())                      # seeded

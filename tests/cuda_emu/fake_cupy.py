@@ -50,9 +50,22 @@ def _unwrap(x, name="op", host_ok=False):
     return x
 
 
+class _RandomSource:
+    """A NumPy Generator/RandomState whose draws are device arrays (``cupy.random.default_rng``)."""
+
+    def __init__(self, source):
+        self._source = source
+
+    def __getattr__(self, name):
+        attr = getattr(self._source, name)
+        return _wrap_function(attr, f"random.{name}") if callable(attr) else attr
+
+
 def _wrap(x):
     if isinstance(x, np.ndarray):
         return ndarray._from(x)
+    if isinstance(x, (np.random.Generator, np.random.RandomState)):
+        return _RandomSource(x)
     if isinstance(x, np.generic):
         return ndarray._from(np.asarray(x))
     if isinstance(x, tuple):
