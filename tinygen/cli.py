@@ -5,6 +5,7 @@
                         [--device cpu|cuda] [--out DIR] [--resume CKPT] [model options]
     tinygen sample CKPT [-n N] [--out FILE.png] [--seed S] [--device cpu|cuda]
     tinygen eval CKPT [--data DIR] [--json] [--device cpu|cuda]
+    tinygen report RUN_DIR... [--out FILE.md]
     tinygen demo
 
 Model options are the fields of the model's Config dataclass (``tinygen train MODEL --help``
@@ -193,6 +194,22 @@ def _cmd_eval(args):
     return 0
 
 
+def _cmd_report(args):
+    from .train.report import write_report
+
+    try:
+        text = write_report(args.runs, out=args.out)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(os_error_line(e)) from None
+    if args.out:
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def _cmd_demo(args):
     from .demo import run_demo
 
@@ -219,6 +236,12 @@ def build_parser():
     e.add_argument("--data", metavar="DIR", help="directory with the MNIST test IDX files")
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    r = sub.add_parser("report", help="one markdown table of finished runs (docs/results.md)")
+    r.add_argument("runs", metavar="RUN_DIR", nargs="+",
+                   help="run directories, or directories holding runs")
+    r.add_argument("--out", metavar="FILE.md",
+                   help="write the table here, keeping notes after its marker line "
+                        "(default: print it)")
     d = sub.add_parser("demo", help="train an MLP classifier on generated two-moons data")
     d.add_argument("--epochs", type=int, default=30)
     d.add_argument("--seed", type=int, default=0)
@@ -266,7 +289,7 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         return {"list": _cmd_list, "sample": _cmd_sample, "eval": _cmd_eval,
-                "demo": _cmd_demo}[args.command](args)
+                "demo": _cmd_demo, "report": _cmd_report}[args.command](args)
     except CLIError as e:
         print(f"tinygen: error: {e}", file=sys.stderr)
         return 2

@@ -112,6 +112,23 @@ def check_run_data(model, data, train_config):
             raise ValueError(f"--classifier: {' '.join(str(e).split())}") from None
 
 
+def machine_description(device="cpu") -> dict:
+    """Where a run trained (recorded in config.json; ``tinygen report`` shows ``summary``)."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    cores = os.cpu_count() or 0
+    summary = f"{cores}-core {cpu}" + ("" if device == "cpu" else f", {device}")
+    return {"summary": summary, "cpu": cpu, "cores": cores, "device": device,
+            "python": platform.python_version(), "numpy": np.__version__}
+
+
 def train_model(name, train_config: TrainConfig, options=None, data_dir=None, resume=None,
                 pictures=True, overwrite=False, given=None):
     """Train model ``name``; returns the results dict (also written to results.json).
@@ -156,7 +173,8 @@ def train_model(name, train_config: TrainConfig, options=None, data_dir=None, re
         print(f"tinygen: {note}", file=sys.stderr)
     with atomic_write(os.path.join(out, "config.json"), "w") as f:
         json.dump({"model": name, "run_id": run_id, "model_config": asdict(model.config),
-                   "train_config": asdict(train_config), "data": desc}, f, indent=2)
+                   "train_config": asdict(train_config), "data": desc,
+                   "machine": machine_description(train_config.device)}, f, indent=2)
     trainer = Trainer(model, model.phases(data), (data.train.images, data.train.labels),
                       train_config, extra={"data": desc, "run_id": run_id})
     t0 = time.perf_counter()

@@ -1,0 +1,76 @@
+"""``tinygen report``: rows from run directories (command, data, metrics, time, machine,
+reference), notes kept across regeneration, clear errors."""
+import json
+
+import pytest
+
+from tinygen.cli import main
+from tinygen.train.report import NOTES_MARKER, find_runs, read_run, write_report
+
+
+def _fake_run(root, name, model, model_config, results, machine=True):
+    d = root / name
+    d.mkdir(parents=True)
+    config = {"model": model, "model_config": model_config,
+              "train_config": {"epochs": 3, "batch_size": 100, "lr": 0.001, "seed": 0,
+                               "val_fraction": 0.1, "device": "cpu"},
+              "data": {"data_dir": "/data/mnist", "train": "embedded digits", "train_size": 4500,
+                       "test_size": 10000}}
+    if machine:
+        config["machine"] = {"summary": "2-core Test CPU"}
+    (d / "config.json").write_text(json.dumps(config))
+    (d / "results.json").write_text(json.dumps(results))
+    return d
+
+
+def test_rows_from_real_and_fake_runs(tmp_path):
+    from tinygen.models import MODELS
+    defaults = {f: getattr(MODELS["vae"].Config(), f) for f in ("latent_dim", "hidden")}
+    _fake_run(tmp_path, "vae", "vae", {**defaults, "latent_dim": 8},
+              {"train_seconds": 90.0, "test_nll_nats": 99.28, "test_elbo_nats": -105.8})
+    _fake_run(tmp_path, "clf", "classifier", {"channels": 32},
+              {"train_seconds": 30.0, "val_error": 0.05}, machine=False)
+    runs = find_runs([tmp_path])
+    assert [r.split("/")[-1] for r in runs] == ["clf", "vae"]
+    row = read_run(runs[1])
+    assert row["command"] == ("tinygen train vae --latent-dim 8 --epochs 3 --data /data/mnist")
+    assert row["metrics"] == "NLL (nats) 99.28, ELBO (nats) -105.80" and row["split"] == "test"
+    assert row["time"] == "1.5 min" and row["machine"] == "2-core Test CPU"
+    assert "99.30" in row["reference"]
+    clf = read_run(runs[0])
+    assert clf["split"] == "val" and clf["metrics"] == "error 5.00%" and clf["machine"] == "-"
+
+
+def test_regenerating_keeps_the_notes(tmp_path, capsys):
+    _fake_run(tmp_path / "runs", "a", "conv-ae", {}, {"train_seconds": 6.0, "test_mse": 0.0208})
+    out = tmp_path / "results.md"
+    out.write_text("# old table\n" + NOTES_MARKER + "\n## Reading notes\nkeep me\n")
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "old table" not in text and "MSE 0.0208" in text and text.endswith("keep me\n")
+    assert text.count(NOTES_MARKER) == 1
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "runs" / "a")]) == 0
+    assert "| conv-ae |" in capsys.readouterr().out
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no finished run" in err[0]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "results.json").write_text("{not json")
+    (bad / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="cannot read"):
+        write_report([bad])
+
+
+def test_a_real_run_has_its_machine_recorded(tmp_path):
+    assert main(["train", "toy-vae", "--epochs", "1", "--n-points", "40", "--iw-samples", "2",
+                 "--out", str(tmp_path / "toy"), "--no-progress"]) == 0
+    config = json.loads((tmp_path / "toy" / "config.json").read_text())
+    assert config["machine"]["cores"] >= 1 and "core" in config["machine"]["summary"]
+    row = read_run(tmp_path / "toy")
+    assert row["model"] == "toy-vae" and "NLL (nats)" in row["metrics"]
+    assert row["command"] == "tinygen train toy-vae --iw-samples 2 --n-points 40 --epochs 1"

@@ -1,0 +1,168 @@
+"""``tinygen report``: one markdown table of finished runs, across every model family.
+
+Each run directory (written by :func:`tinygen.train.run.train_model`) holds ``config.json``
+(model, options, training settings, data description) and ``results.json`` (test/validation
+metrics, training seconds). A row gives the model, the command that reproduces the run (the
+options that differ from the model's defaults), the training data, the headline test metrics in
+the family's unit, the wall time, the machine, and a reference (PyTorch on the same recipe where
+it was measured, else the paper).
+
+Writing over an existing report keeps everything after the line :data:`NOTES_MARKER`, so
+hand-written reading notes can follow the generated table.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import fields
+
+__all__ = ["find_runs", "read_run", "render", "write_report", "NOTES_MARKER", "REFERENCES"]
+
+NOTES_MARKER = "<!-- notes below this line are kept when the table is regenerated -->"
+
+# headline metrics, in this order: (results key without the split prefix, column label, format)
+HEADLINE = [
+    ("mse", "MSE", "{:.4f}"),
+    ("nll_nats", "NLL (nats)", "{:.2f}"),
+    ("elbo_nats", "ELBO (nats)", "{:.2f}"),
+    ("bits_per_dim", "bits/dim", "{:.3f}"),
+    ("bits_per_char", "bits/char", "{:.3f}"),
+    ("error", "error", "{:.2%}"),
+    ("class_entropy", "class entropy", "{:.3f}"),
+    ("fid_classifier", "Fréchet (classifier)", "{:.1f}"),
+    ("label_accuracy", "label accuracy", "{:.1%}"),
+    ("cond_accuracy", "label accuracy", "{:.1%}"),
+    ("frechet_2d", "Fréchet 2-D", "{:.3f}"),
+    ("vb_bits_per_dim", "VB bits/dim", "{:.3f}"),
+]
+
+# what each model is compared with (measured PyTorch runs of the same recipe, or the papers)
+REFERENCES = {
+    "conv-ae": "PyTorch, same recipe: test MSE 0.0206",
+    "vae": "PyTorch, same recipe: 99.30 nats (k = 1000); IWAE paper, 1 layer: 86.76",
+    "realnvp": "Real NVP paper (dequantized MNIST): 1.06 bits/dim",
+    "pixelrnn-row": "PixelRNN paper (static binarization): Row LSTM 80.54 nats",
+    "pixelrnn-diag": "PixelRNN paper: Diagonal BiLSTM (7 layers) 79.20 nats",
+    "m1m2": "Kingma et al. 2014, 100 labels: 3.33% error",
+    "m1": "Kingma et al. 2014 (M1 + TSVM, 100 labels): 11.82% error",
+    "classifier": "goal: >= 97% test accuracy",
+    "dcgan": "goal: class entropy >= 2.2 (log 10 = 2.30)",
+    "ddpm": "goal: Fréchet (classifier) < 50; real vs real 5.6",
+    "char-rnn": "",
+}
+
+
+def find_runs(paths) -> list:
+    """Run directories among ``paths``: each path that holds ``results.json``, else its
+    immediate subdirectories that do (sorted)."""
+    runs = []
+    for path in paths:
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise ValueError(f"report: {path!r} is not a directory")
+        if os.path.exists(os.path.join(path, "results.json")):
+            runs.append(path)
+            continue
+        subs = sorted(os.path.join(path, d) for d in os.listdir(path)
+                      if os.path.exists(os.path.join(path, d, "results.json")))
+        if not subs:
+            raise ValueError(f"report: {path!r} holds no finished run (no results.json in it or "
+                             f"in its subdirectories)")
+        runs.extend(subs)
+    return runs
+
+
+def _load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"report: cannot read {path}: {e}") from None
+
+
+def _command(config) -> str:
+    """The ``tinygen train`` command of a run: the options that differ from the defaults."""
+    from ..models.registry import get_model_class
+    from .loop import TrainConfig
+
+    name = config.get("model", "?")
+    parts = [f"tinygen train {name}"]
+    try:
+        cls = get_model_class(name)
+        defaults = {f.name: f.default for f in fields(cls.Config)}
+        train_defaults = {**TrainConfig().__dict__, **cls.train_defaults}
+    except ValueError:
+        defaults, train_defaults = {}, TrainConfig().__dict__
+    for key, value in config.get("model_config", {}).items():
+        if key in defaults and defaults[key] != value:
+            parts.append(f"--{key.replace('_', '-')} {value}")
+    for key in ("epochs", "batch_size", "lr", "seed", "val_fraction", "device"):
+        value = config.get("train_config", {}).get(key)
+        if value is not None and value != train_defaults.get(key):
+            parts.append(f"--{key.replace('_', '-')} {value}")
+    data = config.get("data", {})
+    if data.get("data_dir"):
+        parts.append(f"--data {data['data_dir']}")
+    return " ".join(parts)
+
+
+def read_run(run_dir) -> dict:
+    """One row of the report from a run directory."""
+    config = _load_json(os.path.join(run_dir, "config.json"))
+    results = _load_json(os.path.join(run_dir, "results.json"))
+    split = "test" if any(k.startswith("test_") for k in results) else "val"
+    metrics = []
+    for key, label, fmt in HEADLINE:
+        value = results.get(f"{split}_{key}")
+        if isinstance(value, (int, float)):
+            metrics.append(f"{label} {fmt.format(value)}")
+    data = config.get("data", {})
+    train = data.get("train", "?")
+    sizes = f"{data.get('train_size', '?')} train / {data.get(f'{split}_size', '?')} {split}"
+    seconds = results.get("train_seconds")
+    machine = config.get("machine") or {}
+    return {
+        "model": config.get("model", "?"),
+        "command": _command(config),
+        "data": f"{train} ({sizes})",
+        "metrics": ", ".join(metrics) or "-",
+        "split": split,
+        "time": "-" if seconds is None else f"{seconds / 60:.1f} min",
+        "machine": machine.get("summary", "-") if isinstance(machine, dict) else str(machine),
+        "reference": REFERENCES.get(config.get("model", ""), ""),
+        "dir": os.fspath(run_dir),
+    }
+
+
+def render(rows) -> str:
+    """The markdown table of ``rows`` (from :func:`read_run`)."""
+    head = ("| model | command | training data | metrics (split) | training time | machine | "
+            "reference |")
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [r["model"], f"`{r['command']}`", r["data"], f"{r['metrics']} ({r['split']})",
+                 r["time"], r["machine"], r["reference"] or "-"]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(paths, out=None, title="Results") -> str:
+    """Render the runs under ``paths``; write them to ``out`` (keeping the notes after
+    :data:`NOTES_MARKER` of an existing file) or return the markdown when ``out`` is None."""
+    from .._fileio import atomic_write
+
+    rows = [read_run(r) for r in find_runs(paths)]
+    text = (f"# {title}\n\nGenerated by `tinygen report` from {len(rows)} run"
+            f"{'s' if len(rows) != 1 else ''}; every number is that run's `results.json`.\n\n"
+            + render(rows))
+    if out is None:
+        return text
+    notes = ""
+    if os.path.exists(out):
+        with open(out) as f:
+            old = f.read()
+        if NOTES_MARKER in old:
+            notes = old[old.index(NOTES_MARKER) + len(NOTES_MARKER):]
+    with atomic_write(out, "w") as f:
+        f.write(text + "\n" + NOTES_MARKER + notes)
+    return text
