@@ -19,6 +19,7 @@ from .module import Module, Parameter
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .layers import Dropout2d
 from .sparse import Embedding
+from .ema import EMA
 from . import functional  # noqa: E402  (tinygen.nn.functional is tinygen.functional)
 
 __all__ = ["Module", "Parameter", "init", "utils", "Conv1d", "Conv2d", "ConvTranspose1d",
@@ -31,3 +32,4 @@ __all__ = ["Module", "Parameter", "init", "utils", "Conv1d", "Conv2d", "ConvTran
 __all__ += _activation + ["MultiheadAttention", "GroupNorm", "LayerNorm", "AdaptiveAvgPool2d",
                           "AvgPool2d", "MaxPool2d", "Upsample", "AdaptiveAvgPool1d", "AvgPool1d",
                           "MaxPool1d", "TransformerEncoder", "TransformerEncoderLayer"]
+__all__ += ["EMA"]
