@@ -352,6 +352,25 @@ static inline T emu_atomic_add_float(T* p, T v) {
 static inline float atomicAdd(float* p, float v) { return emu_atomic_add_float(p, v); }
 static inline double atomicAdd(double* p, double v) { return emu_atomic_add_float(p, v); }
 
+static inline int atomicMax(int* p, int v) {
+    int old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (old < v && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_RELAXED,
+                                                   __ATOMIC_RELAXED)) {}
+    return old;
+}
+static inline int atomicExch(int* p, int v) { return __atomic_exchange_n(p, v, __ATOMIC_RELAXED); }
+static inline int atomicCAS(int* p, int compare, int v) {
+    __atomic_compare_exchange_n(p, &compare, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    return compare;
+}
+
+// Read-only loads and bit tricks.
+template <typename T>
+static inline T __ldg(const T* p) { return *p; }
+static inline int __popc(unsigned x) { return __builtin_popcount(x); }
+static inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
+static inline int __ffs(int x) { return __builtin_ffs(x); }
+
 // Math: the C library stands in for CUDA's device math (intrinsics map to the exact functions).
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline double rsqrt(double x) { return 1.0 / sqrt(x); }
