@@ -9,8 +9,10 @@ dtype policy
 * Floating point data made from Python numbers or lists is ``float32`` (the default dtype).
 * NumPy arrays keep their dtype: a ``float64`` array stays ``float64`` (gradient checks run there).
 * Python ints and bools become ``int64`` and ``bool`` tensors (labels, indices, masks).
-* Mixing dtypes in one op follows NumPy's promotion rules (NEP 50): ``float32 op float64`` gives
-  ``float64``; a Python scalar never widens a tensor (``float32_tensor * 2.0`` stays ``float32``).
+* Mixing dtypes in one op follows PyTorch's promotion (``tinygen.functional._util.result_type``):
+  categories bool < integer < float, the higher category wins (``float32 * int64`` gives
+  ``float32``), within a category the wider dtype of the tensors with dimensions, and a 0-d tensor
+  or a Python scalar only raises the category (``float32_tensor * 2.0`` stays ``float32``).
 """
 from __future__ import annotations
 
