@@ -21,11 +21,12 @@ Under ``make test-gpu-emu`` the test suite puts a stand-in ``cupy`` module (test
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["get_cupy", "cupy", "source", "module", "kernel", "launch", "variant", "blocks_for",
+__all__ = ["get_cupy", "cupy", "get_cupyx", "source", "module", "kernel", "launch", "variant", "blocks_for",
            "CU_DIR", "COMPILE_OPTIONS", "SCALAR_TYPES"]
 
 CU_DIR = Path(__file__).resolve().parent
@@ -62,13 +63,23 @@ def get_cupy():
 cupy = get_cupy  # short name used by the kernel wrappers: ``cp = _runtime.cupy()``
 
 
+def get_cupyx(submodule: str = ""):
+    """``cupyx`` or ``cupyx.<submodule>`` (e.g. ``"scipy.special"``), imported after CuPy (so
+    that the engine needs no CuPy import of its own)."""
+    get_cupy()
+    return importlib.import_module("cupyx" + ("." + submodule if submodule else ""))
+
+
 def source(cu_file: str) -> str:
-    """The text of ``kernels/cuda/<cu_file>`` (read once), starting with a ``#line`` directive."""
+    """The text of ``kernels/cuda/<cu_file>`` (read once), starting with a ``#line`` directive.
+    An absolute path names a ``.cu`` file of the user's own (docs/extending.md)."""
     text = _sources.get(cu_file)
     if text is None:
-        path = CU_DIR / cu_file
-        if path.suffix != ".cu" or path.parent != CU_DIR or not path.is_file():
-            raise ValueError(f"cu_file must name a .cu file in {CU_DIR}, got {cu_file!r}")
+        path = Path(cu_file) if Path(cu_file).is_absolute() else CU_DIR / cu_file
+        inside = path.parent == CU_DIR or Path(cu_file).is_absolute()
+        if path.suffix != ".cu" or not inside or not path.is_file():
+            raise ValueError(f"cu_file must name a .cu file in {CU_DIR} (or be an absolute "
+                             f"path to one), got {cu_file!r}")
         text = f'#line 1 "{path}"\n' + path.read_text()
         _sources[cu_file] = text
     return text

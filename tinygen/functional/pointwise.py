@@ -31,8 +31,8 @@ def _special(xp):
     if xp.__name__ == "numpy":
         import scipy.special
         return scipy.special
-    import cupyx.scipy.special
-    return cupyx.scipy.special
+    from ..kernels.cuda import _runtime  # the one place that imports CuPy
+    return _runtime.get_cupyx("scipy.special")
 
 
 class Sin(Function):

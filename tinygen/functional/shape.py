@@ -102,8 +102,8 @@ def _scatter_add(out, index, values):
     if isinstance(out, np.ndarray):
         np.add.at(out, index, values)
     else:  # CuPy
-        import cupyx
-        cupyx.scatter_add(out, index, values)
+        from ..kernels.cuda import _runtime  # the one place that imports CuPy
+        _runtime.get_cupyx().scatter_add(out, index, values)
 
 
 class GetItem(Function):
