@@ -23,7 +23,7 @@ def test_leaf_gradients_accumulate_until_zeroed():
     (x * 3).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
     (x * x).sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), 3 + 2 * x.numpy())
+    np.testing.assert_array_equal(x.grad.detach().numpy(), 3 + 2 * x.detach().numpy())
     x.grad = None
     (x * 3).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [3, 3])
@@ -41,8 +41,8 @@ def test_non_leaf_grad_only_with_retain_grad():
     assert k.retain_grad() is None
     (h * k).sum().backward()
     assert h.grad is None and not h.is_leaf and h.grad_fn is not None
-    np.testing.assert_array_equal(k.grad.numpy(), 2 * x.numpy())  # d(h k)/dk = h
-    np.testing.assert_array_equal(x.grad.numpy(), 12 * x.numpy())  # d(6 x^2)/dx
+    np.testing.assert_array_equal(k.grad.detach().numpy(), 2 * x.detach().numpy())  # d(h k)/dk = h
+    np.testing.assert_array_equal(x.grad.detach().numpy(), 12 * x.detach().numpy())  # d(6 x^2)/dx
     # retained gradients accumulate like leaf gradients
     k2 = x * 3
     k2.retain_grad()
@@ -60,7 +60,7 @@ def test_backward_from_a_leaf_and_from_a_one_element_tensor():
     assert x.grad.item() == 1.0
     y = t64([3.0])
     (y * y).backward()  # shape (1,): an implicit seed of ones, as PyTorch
-    np.testing.assert_array_equal(y.grad.numpy(), 2 * y.numpy())
+    np.testing.assert_array_equal(y.grad.detach().numpy(), 2 * y.detach().numpy())
 
 
 def test_backward_errors():
@@ -85,7 +85,7 @@ def test_backward_with_an_explicit_gradient():
     x = t64([1.0, 2.0])
     v = np.array([10.0, -1.0])
     (x * x).backward(gradient=tinygen.tensor(v))  # PyTorch's keyword
-    np.testing.assert_array_equal(x.grad.numpy(), 2 * x.numpy() * v)
+    np.testing.assert_array_equal(x.grad.detach().numpy(), 2 * x.detach().numpy() * v)
     x.grad = None
     (x * 3).backward(v)  # a NumPy array is accepted too
     np.testing.assert_array_equal(x.grad.numpy(), 3 * v)
@@ -99,7 +99,7 @@ def test_backward_inside_no_grad_still_runs():
     y = (x * x).sum()
     with tinygen.no_grad():
         y.backward()
-    np.testing.assert_array_equal(x.grad.numpy(), 2 * x.numpy())
+    np.testing.assert_array_equal(x.grad.detach().numpy(), 2 * x.detach().numpy())
     assert tinygen.is_grad_enabled()
 
 
@@ -113,7 +113,7 @@ def test_second_backward_through_freed_graph():
     x.grad = None
     z = (x.exp() * x).sum()
     z.backward(retain_graph=True)
-    expected = (1 + x.numpy()) * np.exp(x.numpy())
+    expected = (1 + x.detach().numpy()) * np.exp(x.detach().numpy())
     np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-14)
     z.backward()
     np.testing.assert_allclose(x.grad.numpy(), 2 * expected, rtol=1e-14)
@@ -147,9 +147,9 @@ def test_double_backward_through_dot_grad():
     x = t64([0.3, -1.2])
     (x * x * x).sum().backward(create_graph=True)
     g = x.grad
-    np.testing.assert_allclose(g.numpy(), 3 * x.numpy() ** 2)
+    np.testing.assert_allclose(g.detach().numpy(), 3 * x.detach().numpy() ** 2)
     (h,) = tinygen.grad(g.sum(), x)
-    np.testing.assert_allclose(h.numpy(), 6 * x.numpy())
+    np.testing.assert_allclose(h.detach().numpy(), 6 * x.detach().numpy())
 
 
 # -- in-place modification -------------------------------------------------------------------------
@@ -284,8 +284,8 @@ def test_grad_function():
     out = x * x * y
     v = np.array([1.0, 10.0])
     gx, gy = tinygen.grad(out, [x, y], grad_outputs=tinygen.tensor(v))
-    np.testing.assert_allclose(gx.numpy(), v * 2 * x.numpy() * y.numpy())
-    np.testing.assert_allclose(gy.numpy(), [np.sum(v * x.numpy() ** 2)])
+    np.testing.assert_allclose(gx.detach().numpy(), v * 2 * x.detach().numpy() * y.detach().numpy())
+    np.testing.assert_allclose(gy.detach().numpy(), [np.sum(v * x.detach().numpy() ** 2)])
     assert x.grad is None and y.grad is None  # grad() does not accumulate
     assert not gx.requires_grad and gx.grad_fn is None
 
@@ -299,7 +299,7 @@ def test_grad_does_not_touch_existing_grads():
     (g,) = tinygen.grad((h * h).sum(), x)
     np.testing.assert_array_equal(x.grad.numpy(), before)
     assert h.grad is None
-    np.testing.assert_array_equal(g.numpy(), 8 * x.numpy())
+    np.testing.assert_array_equal(g.detach().numpy(), 8 * x.detach().numpy())
 
 
 def test_grad_allow_unused():
@@ -316,14 +316,14 @@ def test_grad_arguments():
     h = x * 3
     y = (h * h).sum()
     (g,) = tinygen.grad(y, h, retain_graph=True)  # w.r.t. an intermediate tensor
-    np.testing.assert_array_equal(g.numpy(), 2 * h.numpy())
+    np.testing.assert_array_equal(g.detach().numpy(), 2 * h.detach().numpy())
     res = tinygen.grad(y, x, retain_graph=True)
     assert isinstance(res, tuple) and len(res) == 1
-    np.testing.assert_array_equal(res[0].numpy(), 18 * x.numpy())
+    np.testing.assert_array_equal(res[0].detach().numpy(), 18 * x.detach().numpy())
     # several outputs: their gradients add up
     y1, y2 = (x * 2).sum(), (x * x).sum()
     (gs,) = tinygen.grad([y1, y2], [x])
-    np.testing.assert_array_equal(gs.numpy(), 2 + 2 * x.numpy())
+    np.testing.assert_array_equal(gs.detach().numpy(), 2 + 2 * x.detach().numpy())
     with pytest.raises(RuntimeError, match="does not require grad"):
         tinygen.grad(y, t64([1.0], requires_grad=False))
     with pytest.raises(TypeError, match="not a Tensor"):
@@ -363,7 +363,7 @@ def _derivatives(f, x, order):
     out, y = [], f(x)
     for _ in range(order):
         (y,) = tinygen.grad(y.sum(), x, create_graph=True)
-        out.append(y.numpy().copy())
+        out.append(y.detach().numpy().copy())
     return out
 
 
@@ -410,7 +410,7 @@ def test_mixed_second_derivative():
     f = (x * x * y * y * y).sum()  # d2f/dxdy = 6 x y^2
     (gx,) = tinygen.grad(f, x, create_graph=True)
     (gxy,) = tinygen.grad(gx.sum(), y)
-    np.testing.assert_allclose(gxy.numpy(), 6 * x.numpy() * y.numpy() ** 2, rtol=1e-14)
+    np.testing.assert_allclose(gxy.detach().numpy(), 6 * x.detach().numpy() * y.detach().numpy() ** 2, rtol=1e-14)
 
 
 def test_hessian_vector_product_matches_analytic():
@@ -422,8 +422,8 @@ def test_hessian_vector_product_matches_analytic():
     # f(x) = 0.5 x^T A x + sum(tanh(x)):  H = A + diag(-2 tanh(x) (1 - tanh(x)^2))
     f = 0.5 * (x @ (tinygen.tensor(a) @ x)) + F.tanh(x).sum()
     (g,) = tinygen.grad(f, x, create_graph=True)
-    th = np.tanh(x.numpy())
-    np.testing.assert_allclose(g.numpy(), a @ x.numpy() + 1 - th ** 2, rtol=1e-12)
+    th = np.tanh(x.detach().numpy())
+    np.testing.assert_allclose(g.detach().numpy(), a @ x.detach().numpy() + 1 - th ** 2, rtol=1e-12)
     # the full Hessian, row by row, equals the analytic one
     hess = np.stack([tinygen.grad(g[i], x, retain_graph=True)[0].numpy() for i in range(4)])
     np.testing.assert_allclose(hess, a + np.diag(-2 * th * (1 - th ** 2)), rtol=1e-12,
@@ -650,7 +650,7 @@ def test_gradients_never_alias():
     h.sum().backward()
     assert not np.shares_memory(h.grad.numpy(), w.grad.numpy())
     # nor with a leaf's data
-    assert not np.shares_memory(w.grad.numpy(), w.numpy())
+    assert not np.shares_memory(w.grad.detach().numpy(), w.detach().numpy())
 
 
 def test_gradients_never_alias_with_create_graph():
@@ -670,7 +670,7 @@ def test_gradients_never_alias_with_create_graph():
     u = t64([0.5, -1.0])
     (u * u).sum().backward(create_graph=True)
     (gg,) = tinygen.grad((u.grad * u).sum(), u)
-    np.testing.assert_allclose(gg.numpy(), 4 * u.numpy())
+    np.testing.assert_allclose(gg.detach().numpy(), 4 * u.detach().numpy())
 
 
 def test_diamond_graph_sums_paths():
@@ -760,7 +760,7 @@ def test_composite_expression_matches_torch_first_and_second_order():
     go = tinygen.grad(yo, ours, create_graph=True)
     gt = torch.autograd.grad(yt, theirs, create_graph=True)
     for a, b in zip(go, gt):
-        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
     v = [rng.standard_normal(t.shape) for t in ours]
     so = tinygen.grad(sum((g * tinygen.tensor(vv)).sum() for g, vv in zip(go, v)), ours)
     st_ = torch.autograd.grad(sum((g * torch.tensor(vv)).sum() for g, vv in zip(gt, v)), theirs)
@@ -799,7 +799,7 @@ def test_random_program_matches_torch_first_and_second_order(seed):
     go = tinygen.grad(yo, ours, create_graph=True)
     gt = torch.autograd.grad(yt, theirs, create_graph=True)
     for a, b in zip(go, gt):
-        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
     vs = [rng.standard_normal(a.shape) for a in arrays]
     so = tinygen.grad(sum((g * tinygen.tensor(v)).sum() for g, v in zip(go, vs)), ours)
     st_ = torch.autograd.grad(sum((g * torch.tensor(v)).sum() for g, v in zip(gt, vs)), theirs)

@@ -245,8 +245,8 @@ def _check_exact_derivatives(fn, ref, arrays, seed):
 
     def on_u(r):  # <u, r> and the size of its terms, for the rounding allowance
         return dot(u, r), float(np.sum(np.abs(u * r)))
-    checks = [("grad x", dot(gs[0].numpy(), dx), [on_u(ref(dx, w))]),
-              ("grad w", dot(gs[1].numpy(), dw), [on_u(ref(x, dw))])]
+    checks = [("grad x", dot(gs[0].detach().numpy(), dx), [on_u(ref(dx, w))]),
+              ("grad w", dot(gs[1].detach().numpy(), dw), [on_u(ref(x, dw))])]
     if len(arrays) == 3:
         db = rng.standard_normal(arrays[2].shape)
         checks.append(("grad b", dot(gs[2].numpy(), db), [on_u(ref(np.zeros_like(x), w, db))]))
@@ -281,7 +281,7 @@ def test_double_backward_against_torch(nd, transposed, data):
     gs = tinygen.grad(y, ours, grad_outputs=tinygen.tensor(u), create_graph=True)
     tgs = torch.autograd.grad(ty, theirs, grad_outputs=torch.tensor(u), create_graph=True)
     for g, tg in zip(gs, tgs):
-        np.testing.assert_allclose(g.numpy(), tg.detach().numpy(), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(g.detach().numpy(), tg.detach().numpy(), rtol=1e-10, atol=1e-10)
     s = (gs[0] * tinygen.tensor(vs[0])).sum() + (gs[1] * tinygen.tensor(vs[1])).sum()
     ts = (tgs[0] * torch.tensor(vs[0])).sum() + (tgs[1] * torch.tensor(vs[1])).sum()
     hs = tinygen.grad(s, ours[:2], allow_unused=True)
@@ -293,7 +293,7 @@ def test_double_backward_against_torch(nd, transposed, data):
         np.testing.assert_allclose(h, th, rtol=1e-10, atol=1e-10)
     # conv is bilinear: d<gx, vx>/dw and d<gw, vw>/dx are not zero, so the check above has teeth
     # (unless every tap falls in the padding, when the output ignores x altogether)
-    if np.any(fn(*ours[:2]).numpy()):
+    if np.any(fn(*ours[:2]).detach().numpy()):
         assert np.abs(ths[0].numpy()).max() > 0 and np.abs(ths[1].numpy()).max() > 0
 
 
@@ -323,7 +323,7 @@ def test_third_order_through_the_weight_gradient(nd, transposed, data):
         (gx,) = tinygen.grad((gw * gw).sum(), xt, create_graph=True)
         r = (gx * tinygen.tensor(v)).sum()
         (h,) = tinygen.grad(r, xt, allow_unused=True)
-        return float(r.numpy()), np.zeros_like(xa) if h is None else h.numpy()
+        return float(r.detach().numpy()), np.zeros_like(xa) if h is None else h.detach().numpy()
 
     _, h = r_and_grad(x, tinygen)
     eps = 1e-6  # r is quadratic in x: the central difference is exact up to rounding
@@ -408,9 +408,9 @@ def test_batch_chunks(monkeypatch, transposed, big):
     if transposed and not big:
         kwargs["output_padding"] = 1
     fn, ref, _ = _callables(2, transposed, kwargs)
-    whole = [g.numpy() for g in _value_and_grads(fn, x, w)]
+    whole = [g.detach().numpy() for g in _value_and_grads(fn, x, w)]
     monkeypatch.setattr(cpu_conv, "_CHUNK_BYTES", 1)
-    chunked = [g.numpy() for g in _value_and_grads(fn, x, w)]
+    chunked = [g.detach().numpy() for g in _value_and_grads(fn, x, w)]
     np.testing.assert_allclose(chunked[0], ref(x, w), rtol=1e-10, atol=1e-10)
     for a, b in zip(whole, chunked):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

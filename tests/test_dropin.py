@@ -119,13 +119,13 @@ def test_augmented_assignment_in_a_graph_like_a_resnet_block():
     out = out.relu()
     out *= 2.0
     gx, gw = tinygen.grad(out.sum(), [x, w])
-    mask = ((x.numpy() @ w.numpy() + x.numpy()) > 0) * 2.0
-    np.testing.assert_allclose(gx.numpy(), mask @ w.numpy().T + mask, rtol=1e-12)
-    np.testing.assert_allclose(gw.numpy(), x.numpy().T @ mask, rtol=1e-12)
+    mask = ((x.detach().numpy() @ w.detach().numpy() + x.detach().numpy()) > 0) * 2.0
+    np.testing.assert_allclose(gx.detach().numpy(), mask @ w.detach().numpy().T + mask, rtol=1e-12)
+    np.testing.assert_allclose(gw.detach().numpy(), x.detach().numpy().T @ mask, rtol=1e-12)
     acc = tinygen.zeros(())                          # accumulating a loss into a plain tensor
     acc += (w * w).sum()
     (g,) = tinygen.grad(acc, [w])
-    np.testing.assert_allclose(g.numpy(), 2 * w.numpy())
+    np.testing.assert_allclose(g.detach().numpy(), 2 * w.detach().numpy())
     leaf = tinygen.ones(2, requires_grad=True)       # as PyTorch: a leaf that requires grad
     with pytest.raises(RuntimeError, match="leaf"):
         leaf += 1.0
@@ -227,8 +227,8 @@ def test_torch_state_dict_arrays_load_into_tinygen_modules():
     idx = np.random.default_rng(0).integers(0, 11, (7, 3))
     out, h = ours[1](ours[0](tinygen.tensor(idx)))
     tout, th = tm[1](tm[0](torch.tensor(idx)))
-    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(h.numpy(), th.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h.detach().numpy(), th.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 # -- optimizers and schedules against torch ----------------------------------------------------------
@@ -259,14 +259,14 @@ def test_optimizers_match_torch(name, kw):
         topt.zero_grad()
         ((tp - torch.tensor(target)) ** 4).sum().backward()
         topt.step()
-        np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=1e-10, atol=1e-12,
+        np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-10, atol=1e-12,
                                    err_msg=f"step {step}")
     state = opt.state_dict()["state"][0]
     for key, value in topt.state_dict()["state"][0].items():
         if key != "step":
             np.testing.assert_allclose(state[key], value.numpy(), rtol=1e-10, atol=1e-14)
     assert state["step"] == 25
-    fresh = getattr(tinygen.optim, name)([tinygen.tensor(p.numpy().copy(), requires_grad=True)],
+    fresh = getattr(tinygen.optim, name)([tinygen.tensor(p.detach().numpy().copy(), requires_grad=True)],
                                          **kw)
     fresh.load_state_dict(opt.state_dict())
     assert set(fresh.state_dict()["state"][0]) == set(state)
@@ -351,7 +351,7 @@ def test_rnn_and_gru_match_torch_forward_and_backward(kind, batch_first):
                                     tm(t.double(), h.double())[1].sum()).to(t.dtype))
     out, hn = ours(tinygen.tensor(x[:, 0] if batch_first else x[:, 0]))      # unbatched
     tout, thn = tm(torch.tensor(x[:, 0]))
-    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-10)
     ours.flatten_parameters()
 
 
@@ -373,7 +373,7 @@ def test_embedding_matches_torch_and_skips_the_padding_row():
     torch.manual_seed(2)
     tm = torch.nn.Embedding(7, 3, padding_idx=2, dtype=torch.float64)
     ours = tinygen.nn.Embedding(7, 3, padding_idx=2, dtype=tinygen.float64)
-    assert np.all(ours.weight.numpy()[2] == 0)
+    assert np.all(ours.weight.detach().numpy()[2] == 0)
     ours.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
     with tinygen.no_grad():
         ours.weight[2] = 1.0
@@ -382,7 +382,7 @@ def test_embedding_matches_torch_and_skips_the_padding_row():
     idx = np.array([[0, 2, 6], [2, 2, 1]])
     out = ours(tinygen.tensor(idx))
     tout = tm(torch.tensor(idx))
-    np.testing.assert_allclose(out.numpy(), tout.detach().numpy())
+    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy())
     u = np.random.default_rng(0).standard_normal(out.shape)
     out.backward(tinygen.tensor(u))
     tout.backward(torch.tensor(u))

@@ -63,13 +63,13 @@ def check_layer(layer, x):
     """Inverse and brute-force log-det of a layer with forward(x) -> (y, logdet)."""
     y, logdet = layer(tinygen.tensor(x))
     assert logdet.shape == (len(x),)
-    back = layer.inverse(y).numpy()
+    back = layer.inverse(y).detach().numpy()
     assert np.max(np.abs(back - x)) <= INVERSE_TOL
     for i in range(len(x)):   # per sample (each sample's Jacobian is its own block)
         jac = jacobian(lambda v: layer(v)[0].reshape(1, -1), x[i:i + 1])
         expect = log_abs_det(jac)
-        assert abs(expect - float(logdet.numpy()[i])) <= 1e-9 * (1 + abs(expect))
-    return y.numpy(), logdet.numpy()
+        assert abs(expect - float(logdet.detach().numpy()[i])) <= 1e-9 * (1 + abs(expect))
+    return y.detach().numpy(), logdet.detach().numpy()
 
 
 def mlp(dim, hidden):
@@ -189,9 +189,9 @@ def test_whole_multiscale_flow_inverts_and_logdet_is_log_det_jacobian(shape, sca
     x = np.random.default_rng(3).standard_normal((2,) + shape)
     z, logdet = flow(tinygen.tensor(x))
     assert z.shape == (2, int(np.prod(shape)))
-    assert np.max(np.abs(flow.inverse(z).numpy() - x)) <= INVERSE_TOL
+    assert np.max(np.abs(flow.inverse(z).detach().numpy() - x)) <= INVERSE_TOL
     jac = jacobian(lambda v: flow(v)[0], x[:1])
-    assert abs(log_abs_det(jac) - logdet.numpy()[0]) <= 1e-9 * (1 + abs(logdet.numpy()[0]))
+    assert abs(log_abs_det(jac) - logdet.detach().numpy()[0]) <= 1e-9 * (1 + abs(logdet.detach().numpy()[0]))
 
 
 def test_realnvp_model_inverts_exactly_at_28x28_and_its_likelihood_is_the_change_of_variables():
@@ -201,17 +201,17 @@ def test_realnvp_model_inverts_exactly_at_28x28_and_its_likelihood_is_the_change
     u = np.random.default_rng(0).random(images.shape)
     y, _ = model.preprocess(images, u)
     z, _ = model.flow(y)
-    assert np.max(np.abs(model.flow.inverse(z).numpy() - y.numpy())) <= INVERSE_TOL
+    assert np.max(np.abs(model.flow.inverse(z).detach().numpy() - y.detach().numpy())) <= INVERSE_TOL
     np.testing.assert_array_equal(model.preprocess.inverse(model.flow.inverse(z)), images)
     # on a 1x4x4 flow: log_likelihood = log N(z) + log |det dz/dv| - D log 256, brute force
     model.flow = randomize(MultiScaleFlow((1, 4, 4), 2, 3, 1, 1, 1, 1), std=0.3)
     pix = np.random.default_rng(1).integers(0, 256, (1, 1, 4, 4)) / 255.0
     noise = np.random.default_rng(2).random(pix.shape)
     v = model.preprocess.dequantize(pix, noise).numpy()
-    ll = model.log_likelihood(tinygen.tensor(pix), noise).numpy()[0]
+    ll = model.log_likelihood(tinygen.tensor(pix), noise).detach().numpy()[0]
     jac = jacobian(lambda t: model.flow(model.preprocess.forward_continuous(t)[0])[0], v)
     zz = model.flow(model.preprocess.forward_continuous(tinygen.tensor(v))[0])[0]
-    expect = standard_normal_logpdf(zz).numpy()[0] + log_abs_det(jac) - 16 * math.log(256)
+    expect = standard_normal_logpdf(zz).detach().numpy()[0] + log_abs_det(jac) - 16 * math.log(256)
     assert abs(ll - expect) <= 1e-9 * abs(expect)
 
 
@@ -238,7 +238,7 @@ def test_lecture_jacobian_is_lower_triangular_after_reordering(dim, data):
     with tinygen.no_grad():
         s = s_net(tinygen.tensor(x * mask)).numpy()[0]
     np.testing.assert_allclose(np.diag(jac), np.where(mask == 1, 1.0, np.exp(s)), rtol=1e-12)
-    logdet = layer(tinygen.tensor(x))[1].numpy()[0]
+    logdet = layer(tinygen.tensor(x))[1].detach().numpy()[0]
     np.testing.assert_allclose(np.log(np.prod(np.diag(reordered))), logdet, rtol=1e-12,
                                atol=1e-12)
     np.testing.assert_allclose(log_abs_det(jac), logdet, rtol=1e-10, atol=1e-12)

@@ -133,8 +133,8 @@ def test_conditional_discriminator_variants():
                 x, y = model.to_d_input(batch[0]), model.one_hot(np.arange(8))
                 logit, aux = model.D_both(x, y)
                 phi = d.features(x).numpy().astype(np.float64)
-            want = (phi @ d.psi.weight.numpy().T.astype(np.float64))[:, 0] + d.psi.bias.numpy() \
-                + np.sum((y.numpy() @ d.embed.weight.numpy().T) * phi, axis=1)
+            want = (phi @ d.psi.weight.detach().numpy().T.astype(np.float64))[:, 0] + d.psi.bias.detach().numpy() \
+                + np.sum((y.detach().numpy() @ d.embed.weight.detach().numpy().T) * phi, axis=1)
             np.testing.assert_allclose(logit.numpy(), want, rtol=1e-4, atol=1e-5)
             assert aux.shape == (8, 10)
     with pytest.raises(ValueError, match="needs the projection discriminator"):
@@ -170,11 +170,11 @@ def test_generator_steps_once_per_k_discriminator_steps():
              tinygen.tensor(np.zeros(16, np.int64)))
     g_moved, d_moved = [], []
     for _ in range(6):
-        g0 = [p.numpy().copy() for p in model.generator.parameters()]
-        d0 = [p.numpy().copy() for p in model.discriminator.parameters()]
+        g0 = [p.detach().numpy().copy() for p in model.generator.parameters()]
+        d0 = [p.detach().numpy().copy() for p in model.discriminator.parameters()]
         stats = model.train_step(batch, rng, opts)
-        g_moved.append(any(np.any(a != p.numpy()) for a, p in zip(g0, model.generator.parameters())))
-        d_moved.append(any(np.any(a != p.numpy()) for a, p in zip(d0, model.discriminator.parameters())))
+        g_moved.append(any(np.any(a != p.detach().numpy()) for a, p in zip(g0, model.generator.parameters())))
+        d_moved.append(any(np.any(a != p.detach().numpy()) for a, p in zip(d0, model.discriminator.parameters())))
         assert ("g_loss" in stats) == g_moved[-1]
         assert 0 < stats["d_real"] < 1 and 0 < stats["d_fake"] < 1
     assert d_moved == [True] * 6

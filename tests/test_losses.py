@@ -84,7 +84,7 @@ def test_binary_cross_entropy_at_p_zero_and_one_is_finite_like_torch():
             loss = F.binary_cross_entropy(p, tinygen.tensor(tv.astype(dtype)), reduction="none")
             loss.sum().backward()
         expected = np.array([100.0, 100.0, 0.0, 0.0, math.log(2.0), 0.25 * 100])  # log clamped
-        np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-6)
+        np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=1e-6)
         g = p.grad.numpy()
         assert np.all(np.isfinite(g))
         np.testing.assert_allclose(g[:5], [-1e12, 1e12, 0.0, 0.0, -2.0], rtol=1e-6)
@@ -92,7 +92,7 @@ def test_binary_cross_entropy_at_p_zero_and_one_is_finite_like_torch():
             tp = T.tensor(pv.astype(dtype), requires_grad=True)
             tl = TF.binary_cross_entropy(tp, T.tensor(tv.astype(dtype)), reduction="none")
             tl.sum().backward()
-            np.testing.assert_allclose(loss.numpy(), tl.detach().numpy(), rtol=1e-6)
+            np.testing.assert_allclose(loss.detach().numpy(), tl.detach().numpy(), rtol=1e-6)
             np.testing.assert_allclose(g, tp.grad.numpy(), rtol=1e-6)
     # a saturated float32 sigmoid (exactly 0 or 1) still trains: zero gradient, not NaN
     z = tinygen.tensor(np.array([30.0, -120.0], dtype=np.float32), requires_grad=True)
@@ -141,7 +141,7 @@ def test_bce_with_logits_is_stable_for_huge_logits_and_right_at_zero():
             loss.sum().backward()
         expected = [1e4, np.log1p(np.exp(-50.0)), math.log(2.0), math.log(2.0),
                     np.log1p(np.exp(-50.0)), 1e4]
-        np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-6 if dtype == np.float32
+        np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=1e-6 if dtype == np.float32
                                    else 1e-12, atol=1e-30)
         with np.errstate(over="ignore"):
             sig, sig_neg = 1 / (1 + np.exp(-xv)), 1 / (1 + np.exp(xv))

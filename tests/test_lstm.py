@@ -264,7 +264,7 @@ def test_lstm_module_parameter_names_and_shapes():
                       "bias_hh_l0": (20,), "weight_ih_l1": (20, 5), "weight_hh_l1": (20, 5),
                       "bias_ih_l1": (20,), "bias_hh_l1": (20,)}
     bound = 1 / np.sqrt(5)
-    assert all(np.all(np.abs(p.numpy()) <= bound) for p in m.parameters())
+    assert all(np.all(np.abs(p.detach().numpy()) <= bound) for p in m.parameters())
     assert sorted(nn.LSTM(3, 5, bias=False).state_dict()) == ["weight_hh_l0", "weight_ih_l0"]
     cell = nn.LSTMCell(3, 5)
     assert list(cell.state_dict()) == ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
@@ -289,7 +289,7 @@ def test_lstm_module_matches_torch(batch_first, with_state):
     oo, (hno, cno) = m(xo, ho)
     assert oo.shape == tuple(ot.shape) and hno.shape == (3, 2, 6) and cno.shape == (3, 2, 6)
     for a, b in ((oo, ot), (hno, hnt), (cno, cnt)):
-        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), atol=2e-6)
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), atol=2e-6)
     w = rng.standard_normal(ot.shape).astype(np.float32)
     (ot * torch.tensor(w)).sum().add((hnt * 2).sum()).add((cnt ** 2).sum()).backward()
     ((oo * tinygen.tensor(w)).sum() + (hno * 2).sum() + (cno ** 2).sum()).backward()
@@ -311,32 +311,32 @@ def test_lstm_cell_module_and_unbatched_match_torch():
     x = np.random.default_rng(2).standard_normal((5, 3)).astype(np.float32)
     h1, c1 = c(tinygen.tensor(x))
     th, tcc = tc(torch.tensor(x))
-    np.testing.assert_allclose(h1.numpy(), th.detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(h1.detach().numpy(), th.detach().numpy(), atol=1e-6)
     h2, c2 = c(tinygen.tensor(x[0]), (h1[0], c1[0]))                     # unbatched (I,)
     th2, tc2 = tc(torch.tensor(x[0]), (th[0], tcc[0]))
     assert h2.shape == (4,)
-    np.testing.assert_allclose(c2.numpy(), tc2.detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(c2.detach().numpy(), tc2.detach().numpy(), atol=1e-6)
     tl, lo = torch.nn.LSTM(3, 4, num_layers=2), nn.LSTM(3, 4, num_layers=2)
     lo.load_state_dict({k: tinygen.tensor(v.detach().numpy()) for k, v in tl.state_dict().items()})
     out, (hn, cn) = lo(tinygen.tensor(x))                                # unbatched (T, I)
     tout, (thn, tcn) = tl(torch.tensor(x))
     assert out.shape == (5, 4) and hn.shape == (2, 4)
-    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), atol=1e-6)
-    np.testing.assert_allclose(cn.numpy(), tcn.detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(cn.detach().numpy(), tcn.detach().numpy(), atol=1e-6)
 
 
 def test_lstm_module_dropout_between_layers():
     m = nn.LSTM(2, 3, num_layers=2, dropout=0.5)
     x = tinygen.randn(4, 2, 2)
     m.eval()
-    a, b = m(x)[0].numpy(), m(x)[0].numpy()
+    a, b = m(x)[0].detach().numpy(), m(x)[0].detach().numpy()
     np.testing.assert_array_equal(a, b)                  # no dropout in eval mode
     m.train()
-    outs = [m(x)[0].numpy() for _ in range(3)]
+    outs = [m(x)[0].detach().numpy() for _ in range(3)]
     assert any(not np.array_equal(o, a) for o in outs)   # dropout active in training
     single = nn.LSTM(2, 3, num_layers=1, dropout=0.5)    # one layer: dropout has no effect
     single.train()
-    np.testing.assert_array_equal(single(x)[0].numpy(), single(x)[0].numpy())
+    np.testing.assert_array_equal(single(x)[0].detach().numpy(), single(x)[0].detach().numpy())
 
 
 # -- errors ----------------------------------------------------------------------------------------

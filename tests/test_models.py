@@ -210,7 +210,7 @@ def test_cae_penalty_is_the_squared_frobenius_norm_of_the_jacobian():
     model = ContractiveAutoencoder(ContractiveAutoencoder.Config(latent_dim=4)).double()
     x = tinygen.tensor(blobs(3).images.astype(np.float64), requires_grad=True)
     h = model.encode(x)                                                   # (3, 4)
-    closed = model.jacobian_norm2(h).numpy()
+    closed = model.jacobian_norm2(h).detach().numpy()
     brute = np.zeros(3)
     for j in range(4):
         (g,) = tinygen.grad(h[:, j].sum(), [x], retain_graph=True)       # rows of J per sample

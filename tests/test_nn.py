@@ -117,24 +117,24 @@ def test_state_dict_round_trip_gives_identical_outputs():
     tinygen.manual_seed(2)
     b = Net()
     x = tinygen.randn(4, 3)
-    assert not np.allclose(a(x).numpy(), b(x).numpy())
+    assert not np.allclose(a(x).detach().numpy(), b(x).detach().numpy())
     weight, array, version = b.body[0].weight, b.body[0].weight.data, b.body[0].weight._version
     result = b.load_state_dict(a.state_dict())
     assert result.missing_keys == [] and result.unexpected_keys == []
-    np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
+    np.testing.assert_array_equal(a(x).detach().numpy(), b(x).detach().numpy())
     # in place: same Parameter, same memory, version bumped
     assert b.body[0].weight is weight and weight.data is array and weight._version > version
     arrays = {k: v.numpy().copy() for k, v in a.state_dict().items()}
     c = Net()
     c.load_state_dict(arrays)  # plain arrays work too
-    np.testing.assert_array_equal(a(x).numpy(), c(x).numpy())
+    np.testing.assert_array_equal(a(x).detach().numpy(), c(x).detach().numpy())
 
 
 def test_state_dict_tensors_are_detached_views():
     net = Net()
     sd = net.state_dict()
     assert not sd["body.0.weight"].requires_grad and sd["body.0.weight"].is_leaf
-    assert np.shares_memory(sd["body.0.weight"].numpy(), net.body[0].weight.numpy())
+    assert np.shares_memory(sd["body.0.weight"].detach().numpy(), net.body[0].weight.detach().numpy())
     assert net.state_dict(keep_vars=True)["body.0.weight"] is net.body[0].weight
 
 
@@ -150,11 +150,11 @@ def test_load_state_dict_errors():
     assert missing == ["head.weight"] and unexpected == ["extra"]
     wrong = OrderedDict(sd)
     wrong["body.0.weight"] = np.zeros((2, 2))
-    before = net.body[0].bias.numpy().copy()
+    before = net.body[0].bias.detach().numpy().copy()
     wrong["body.0.bias"] = np.full(4, 7.0)
     with pytest.raises(RuntimeError, match=r"body.0.weight: expected shape \(4, 3\), got \(2, 2\)"):
         net.load_state_dict(wrong, strict=False)  # shapes are checked even when not strict
-    np.testing.assert_array_equal(net.body[0].bias.numpy(), before)  # nothing was copied
+    np.testing.assert_array_equal(net.body[0].bias.detach().numpy(), before)  # nothing was copied
     with pytest.raises(TypeError, match="expected a mapping"):
         net.load_state_dict([1, 2])
 
@@ -165,7 +165,7 @@ def test_load_state_dict_casts_into_the_existing_dtype():
           for k, v in Net(dtype=np.float64).state_dict().items()}
     net.load_state_dict(sd)
     assert net.body[0].weight.dtype == np.float32
-    np.testing.assert_allclose(net.body[0].weight.numpy(), sd["body.0.weight"], rtol=1e-6)
+    np.testing.assert_allclose(net.body[0].weight.detach().numpy(), sd["body.0.weight"], rtol=1e-6)
 
 
 def test_repr_matches_torch_text():
@@ -218,9 +218,9 @@ def test_module_pickle_and_deepcopy():
     x = tinygen.randn(3, 3)
     for clone in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
         assert clone.body[0].weight is not net.body[0].weight
-        assert not np.shares_memory(clone.body[0].weight.numpy(), net.body[0].weight.numpy())
+        assert not np.shares_memory(clone.body[0].weight.detach().numpy(), net.body[0].weight.detach().numpy())
         assert isinstance(clone.body[0].weight, nn.Parameter) and clone.body[0].weight.requires_grad
-        np.testing.assert_array_equal(clone(x).numpy(), net(x).numpy())
+        np.testing.assert_array_equal(clone(x).detach().numpy(), net(x).detach().numpy())
         assert clone.shared is clone.head  # sharing survives
 
 
@@ -280,7 +280,7 @@ def copy_into_torch(ours, theirs):
     with torch.no_grad():
         for (n1, p1), (n2, p2) in zip(ours.named_parameters(), theirs.named_parameters()):
             assert n1 == n2
-            p2.copy_(torch.tensor(p1.numpy()))
+            p2.copy_(torch.tensor(p1.detach().numpy()))
 
 
 def compare_with_torch(ours, theirs, x, tol=1e-10):
@@ -288,7 +288,7 @@ def compare_with_torch(ours, theirs, x, tol=1e-10):
     copy_into_torch(ours, theirs)
     xo, xt = tinygen.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     yo, yt = ours(xo), theirs(xt)
-    np.testing.assert_allclose(yo.numpy(), yt.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(yo.detach().numpy(), yt.detach().numpy(), rtol=tol, atol=tol)
     u = np.random.default_rng(1).standard_normal(yo.shape)
     (yo * tinygen.tensor(u)).sum().backward()
     (yt * torch.tensor(u)).sum().backward()
@@ -335,8 +335,8 @@ def _softmax(x, axis):
 # with parameters (Linear, BatchNorm1d) read them in their reference
 LAYER_REFS = [
     (lambda: nn.Linear(6, 5, dtype=np.float64),
-     lambda m, x: x @ m.weight.numpy().T + m.bias.numpy()),
-    (lambda: nn.Linear(6, 2, bias=False, dtype=np.float64), lambda m, x: x @ m.weight.numpy().T),
+     lambda m, x: x @ m.weight.detach().numpy().T + m.bias.detach().numpy()),
+    (lambda: nn.Linear(6, 2, bias=False, dtype=np.float64), lambda m, x: x @ m.weight.detach().numpy().T),
     (lambda: nn.ReLU(), lambda m, x: np.maximum(x, 0)),
     (lambda: nn.LeakyReLU(0.1), lambda m, x: np.where(x >= 0, x, 0.1 * x)),
     (lambda: nn.Sigmoid(), lambda m, x: 1 / (1 + np.exp(-x))),
@@ -371,8 +371,8 @@ def test_layers_forward_reference_and_finite_differences(make, reference):
     y = module(xt)
     ref = reference(module, x)
     if isinstance(module, nn.BatchNorm1d):
-        ref = ref * module.weight.numpy()[:, None] + module.bias.numpy()[:, None]
-    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
+        ref = ref * module.weight.detach().numpy()[:, None] + module.bias.detach().numpy()[:, None]
+    np.testing.assert_allclose(y.detach().numpy(), ref, rtol=1e-12, atol=1e-12)
     u = tinygen.tensor(rng.standard_normal(y.shape))
     (y * u).sum().backward()
 
@@ -384,7 +384,7 @@ def test_layers_forward_reference_and_finite_differences(make, reference):
     for t in [xt] + list(module.parameters()):
         d = rng.standard_normal(t.shape)
         analytic = float((t.grad.numpy() * d).sum())
-        base = t.numpy().copy()
+        base = t.detach().numpy().copy()
         with tinygen.no_grad():
             t.copy_(base + h * d)
             up = objective()
@@ -418,7 +418,7 @@ def test_batchnorm_train_and_eval(cls, shape, momentum):
     rng = np.random.default_rng(0)
     xs = [rng.standard_normal(shape) * (k + 1) + k for k in range(4)]
     bn = cls(3, momentum=momentum, dtype=np.float64)
-    outs = [bn(tinygen.tensor(x)).numpy() for x in xs]
+    outs = [bn(tinygen.tensor(x)).detach().numpy() for x in xs]
     ref, rm, rv = reference_batch_norm(xs, 4, momentum)
     for o, r in zip(outs, ref):
         np.testing.assert_allclose(o, r, rtol=1e-10, atol=1e-12)
@@ -426,7 +426,7 @@ def test_batchnorm_train_and_eval(cls, shape, momentum):
     np.testing.assert_allclose(bn.running_var.numpy(), rv, rtol=1e-12)
     assert bn.num_batches_tracked.item() == 4
     bn.eval()
-    y = bn(tinygen.tensor(xs[0])).numpy()
+    y = bn(tinygen.tensor(xs[0])).detach().numpy()
     assert bn.num_batches_tracked.item() == 4  # evaluation changes nothing
     np.testing.assert_allclose(bn.running_mean.numpy(), rm, rtol=1e-12)
     cshape = (1, 3) + (1,) * (len(shape) - 2)
@@ -468,15 +468,15 @@ def test_dropout_statistics_scaling_and_eval():
     d = nn.Dropout(p, generator=tinygen.Generator(0))
     x = tinygen.ones(200, 200, dtype=np.float64, requires_grad=True)
     y = d(x)
-    kept = y.numpy() != 0
+    kept = y.detach().numpy() != 0
     assert abs(kept.mean() - (1 - p)) < 0.01  # 40,000 draws: std of the fraction ~0.002
-    np.testing.assert_allclose(y.numpy()[kept], 1 / (1 - p), rtol=1e-15)
+    np.testing.assert_allclose(y.detach().numpy()[kept], 1 / (1 - p), rtol=1e-15)
     y.sum().backward()  # the gradient is the same scaled mask
-    np.testing.assert_array_equal(x.grad.numpy(), y.numpy())
+    np.testing.assert_array_equal(x.grad.detach().numpy(), y.detach().numpy())
     d.eval()
     assert d(x) is x
     assert nn.Dropout(0.0)(x) is x
-    assert np.all(nn.Dropout(1.0)(x).numpy() == 0)
+    assert np.all(nn.Dropout(1.0)(x).detach().numpy() == 0)
     for bad in (-0.1, 1.5, "0.5"):
         with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\]"):
             nn.Dropout(bad)
@@ -528,7 +528,7 @@ def test_init_in_place_on_parameters_and_generator_reproducibility():
     assert p.data is array and p._version == version + 1 and p.requires_grad
     q = nn.Parameter(tinygen.zeros(4, 5))
     nn.init.kaiming_uniform_(q, generator=tinygen.Generator(1))
-    np.testing.assert_array_equal(p.numpy(), q.numpy())
+    np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
 
 
 def test_fans_and_gains():
@@ -554,7 +554,7 @@ def test_linear_default_init_follows_pytorch():
     gain = math.sqrt(2 / (1 + 5))  # calculate_gain("leaky_relu", sqrt(5))
     bound = math.sqrt(3) * gain / math.sqrt(300)  # = 1/sqrt(fan_in)
     assert bound == pytest.approx(1 / math.sqrt(300))
-    w, b = lin.weight.numpy(), lin.bias.numpy()
+    w, b = lin.weight.detach().numpy(), lin.bias.detach().numpy()
     assert lin.weight.dtype == np.float32 and lin.bias.shape == (200,)
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.99 * bound
     assert abs(w.std() / (bound / math.sqrt(3)) - 1) < 0.01  # uniform, not normal
@@ -563,13 +563,13 @@ def test_linear_default_init_follows_pytorch():
         tw = torch.nn.Linear(300, 200).weight.detach().numpy()
         assert np.abs(tw).max() <= bound and np.abs(tw).max() > 0.99 * bound
     tinygen.manual_seed(3)
-    a = nn.Linear(4, 4).weight.numpy()
+    a = nn.Linear(4, 4).weight.detach().numpy()
     tinygen.manual_seed(3)
-    np.testing.assert_array_equal(a, nn.Linear(4, 4).weight.numpy())
+    np.testing.assert_array_equal(a, nn.Linear(4, 4).weight.detach().numpy())
     lin.reset_parameters(generator=tinygen.Generator(5))
     other = nn.Linear(300, 200)
     other.reset_parameters(generator=tinygen.Generator(5))
-    np.testing.assert_array_equal(lin.weight.numpy(), other.weight.numpy())
+    np.testing.assert_array_equal(lin.weight.detach().numpy(), other.weight.detach().numpy())
     with pytest.raises(ValueError, match="in_features must be a non-negative int"):
         nn.Linear(2.5, 3)
 
@@ -674,7 +674,7 @@ def test_loss_modules_match_torch(name, kwargs, target):
     xo, xt = tinygen.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     lo = getattr(nn, name)(**ko)(xo, tinygen.tensor(y))
     lt = getattr(torch.nn, name)(**kt)(xt, torch.tensor(y))
-    np.testing.assert_allclose(lo.numpy(), lt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(lo.detach().numpy(), lt.detach().numpy(), rtol=1e-10, atol=1e-12)
     lo.sum().backward()
     lt.sum().backward()
     np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
@@ -698,12 +698,12 @@ def test_gaussian_nll_loss(var_shape, full, reduction):
     v = np.maximum(var_full, 1e-6)
     ref = 0.5 * (np.log(v) + (mu - y) ** 2 / v) + (0.5 * math.log(2 * math.pi) if full else 0)
     ref = {"mean": ref.mean(), "sum": ref.sum(), "none": ref}[reduction]
-    np.testing.assert_allclose(loss.numpy(), ref, rtol=1e-10)
+    np.testing.assert_allclose(loss.detach().numpy(), ref, rtol=1e-10)
     if torch is not None:
         mt = torch.tensor(mu, requires_grad=True)
         vt = var if var_shape == "float" else torch.tensor(var, requires_grad=True)
         lt = torch.nn.GaussianNLLLoss(full=full, reduction=reduction)(mt, torch.tensor(y), vt)
-        np.testing.assert_allclose(loss.numpy(), lt.detach().numpy(), rtol=1e-10)
+        np.testing.assert_allclose(loss.detach().numpy(), lt.detach().numpy(), rtol=1e-10)
         loss.sum().backward()
         lt.sum().backward()
         np.testing.assert_allclose(mo.grad.numpy(), mt.grad.numpy(), rtol=1e-10)

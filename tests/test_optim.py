@@ -84,9 +84,9 @@ def run_ours(opt, params, offsets, steps):
     for _ in range(steps):
         opt.zero_grad()
         for p, c in zip(params, offsets):
-            p.grad = tinygen.tensor(grad_fn(p.numpy(), c))
+            p.grad = tinygen.tensor(grad_fn(p.detach().numpy(), c))
         opt.step()
-    return [p.numpy().copy() for p in params]
+    return [p.detach().numpy().copy() for p in params]
 
 
 def run_torch(cls, values, offsets, steps, **hp):
@@ -158,7 +158,7 @@ def _mlp_pair():
                                  torch.nn.Linear(8, 2)).double()
     with torch.no_grad():
         for p, q in zip(ours.parameters(), theirs.parameters()):
-            q.copy_(torch.tensor(p.numpy()))
+            q.copy_(torch.tensor(p.detach().numpy()))
     return ours, theirs
 
 
@@ -180,7 +180,7 @@ def test_tiny_mlp_training_matches_torch(name, hp):
         torch.nn.functional.mse_loss(theirs(torch.tensor(x)), torch.tensor(y)).backward()
         opt_t.step()
     for p, q in zip(ours.parameters(), theirs.parameters()):
-        _tol(p.numpy(), q.detach().numpy())
+        _tol(p.detach().numpy(), q.detach().numpy())
 
 
 # -- step semantics -------------------------------------------------------------------------------
@@ -193,8 +193,8 @@ def test_step_is_in_place_bumps_versions_and_skips_params_without_grad():
     a.grad = tinygen.tensor(np.ones(3))
     opt.step()
     assert a.data is array and a._version == version + 1
-    np.testing.assert_array_equal(a.numpy(), 0.5)
-    np.testing.assert_array_equal(b.numpy(), 1.0)  # no gradient: untouched, no state
+    np.testing.assert_array_equal(a.detach().numpy(), 0.5)
+    np.testing.assert_array_equal(b.detach().numpy(), 1.0)  # no gradient: untouched, no state
     assert b not in opt.state and b._version == 0
     with pytest.raises(RuntimeError, match="modified by an in-place operation"):
         y.backward()
@@ -244,7 +244,7 @@ def test_param_groups_defaults_and_lr_changes():
     extra.grad = tinygen.tensor(np.ones(2))
     opt.param_groups[2]["lr"] = 2.0
     opt.step()
-    np.testing.assert_array_equal(extra.numpy(), -2.0)
+    np.testing.assert_array_equal(extra.detach().numpy(), -2.0)
     with pytest.raises(ValueError, match="more than one parameter group"):
         opt.add_param_group({"params": [extra]})
 
@@ -272,7 +272,7 @@ def test_state_dict_round_trip_continues_identically(kind, hp):
     assert sorted(saved["state"]) == [0, 1, 2]
     assert saved["param_groups"][0]["params"] == [0, 1, 2]
     # a new optimizer (other hyperparameters) over copies of the parameters
-    clones = make_params([p.numpy() for p in params])
+    clones = make_params([p.detach().numpy() for p in params])
     other = CLASSES[kind](clones, lr=123.0)
     other.load_state_dict(saved)
     assert other.param_groups[0]["lr"] == hp["lr"]
@@ -315,7 +315,7 @@ def test_load_state_dict_accepts_tensors():
     # Tensors, and Fortran-ordered arrays (copied into the parameter's own layout)
     saved["state"] = {i: {k: tinygen.tensor(v) if i else np.asfortranarray(v)
                           for k, v in e.items()} for i, e in saved["state"].items()}
-    clones = make_params([p.numpy() for p in params])
+    clones = make_params([p.detach().numpy() for p in params])
     other = optim.SGD(clones, lr=0.1, momentum=0.9)
     other.load_state_dict(saved)
     buf = other.state[clones[1]]["momentum_buffer"]

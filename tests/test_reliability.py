@@ -60,8 +60,9 @@ def test_pickle_checkpoint_is_refused_without_running_its_payload(tmp_path):
 
 
 def _sample_payload():
-    return {"model": "m", "state_dict": {"enc.weight": np.arange(12, dtype=np.float32).reshape(3, 4),
-                                         "enc.bias": np.zeros(3, np.float64)},
+    return {"model": "m",
+            "state_dict": {"enc.weight": np.arange(12, dtype=np.float32).reshape(3, 4),
+                           "enc.bias": np.zeros(3, np.float64)},
             "optimizer": {"state": {0: {"step": 7, "exp_avg": np.full(3, 0.5)}},
                           "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "params": [0]}]},
             "rng": {"numpy": {"bit_generator": "PCG64",
@@ -730,7 +731,7 @@ def test_eval_without_a_held_out_set_explains(tmp_path, capsys, monkeypatch):
     assert code == 2 and "nothing to evaluate on" in line and "--data DIR" in line
 
 
-# -- 10. the smaller items --------------------------------------------------------------------------
+# -- 10. the smaller items -----------------------------------------------------------------------
 def test_negative_numbers_reach_the_range_checks(tmp_path, capsys):
     for flag, value, msg in (("--lr", "-1e-3", "lr must be a finite number > 0, got -0.001"),
                              ("--seed", "-1", "seed must be >= 0, got -1")):
@@ -783,3 +784,33 @@ def test_diverging_loss_warns(tmp_path, capsys, small_mnist):
     code, _, err = cli(["train", "linear-ae", "--data", small_mnist, "--epochs", 2,
                         "--out", tmp_path / "ok", "--no-progress"], capsys)
     assert code == 0 and "warning" not in err
+
+
+# -- 11. library: .numpy() and the dtype rule ----------------------------------------------------
+def test_numpy_refuses_a_tensor_that_requires_grad_like_pytorch():
+    import tinygen
+
+    w = tinygen.tensor([1.0, 2.0], requires_grad=True)
+    for t in (w, w * 2):
+        with pytest.raises(RuntimeError, match=r"requires grad\. Use tensor\.detach\(\)\.numpy"):
+            t.numpy()
+    view = w.detach().numpy()
+    assert view.flags.writeable and np.shares_memory(view, w.data)   # PyTorch shares it too
+    with tinygen.no_grad():
+        np.testing.assert_array_equal((w * 2).numpy(), [2.0, 4.0])
+    (w * w).sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [2.0, 4.0])
+
+
+def test_linear_and_conv2d_share_one_dtype_rule():
+    import tinygen
+    from tinygen import nn
+
+    lin, conv = nn.Linear(4, 2), nn.Conv2d(1, 1, 3)
+    for dtype in (np.int64, np.float64):
+        for layer, shape in ((lin, (2, 4)), (conv, (1, 1, 4, 4))):
+            x = tinygen.tensor(np.ones(shape, dtype))
+            with pytest.raises(TypeError, match="must have the same floating dtype"):
+                layer(x)
+    assert lin(tinygen.ones(2, 4)).dtype == np.float32
+    assert conv(tinygen.ones(1, 1, 4, 4)).dtype == np.float32

@@ -29,8 +29,8 @@ def test_attributes_and_conversions():
     t = tinygen.tensor(values, requires_grad=True)
     assert t.shape == (2, 2) and t.ndim == 2 and t.dtype == np.float32 and t.device == "cpu"
     assert t.requires_grad and t.is_leaf and t.grad is None and t.grad_fn is None
-    assert isinstance(t.data, np.ndarray) and t.numpy() is t.data
-    np.testing.assert_array_equal(t.numpy(), np.array(values, dtype=np.float32))
+    assert isinstance(t.data, np.ndarray) and t.detach().numpy() is t.data
+    np.testing.assert_array_equal(t.detach().numpy(), np.array(values, dtype=np.float32))
     assert t.size() == (2, 2) and t.size(1) == 2 and t.size(-2) == 2
     assert t.numel() == 4 and t.dim() == 2
     assert t[1, 0].item() == values[1][0] and isinstance(t[1, 0].item(), float)
@@ -38,7 +38,7 @@ def test_attributes_and_conversions():
     assert isinstance(tinygen.tensor(True).item(), bool)
     assert float(tinygen.tensor([2.5])) == 2.5 and int(tinygen.tensor(3)) == 3
     assert t.tolist() == values
-    assert t.T.shape == (2, 2) and t.T.numpy()[0, 1] == values[1][0]
+    assert t.T.shape == (2, 2) and t.T.detach().numpy()[0, 1] == values[1][0]
     with pytest.raises(ValueError, match=r"one-element.*\(2, 2\)"):
         t.item()
     with pytest.raises(RuntimeError, match="ambiguous"):
@@ -71,8 +71,8 @@ def test_tensor_copies_its_data_and_from_numpy_shares():
     assert tinygen.as_tensor(t, dtype=np.float32).dtype == np.float32
     src = tinygen.tensor([1.0, 2.0], requires_grad=True) * 2
     c = tinygen.tensor(src)  # a fresh leaf holding a copy, cut from src's graph
-    assert c.is_leaf and not c.requires_grad and not np.shares_memory(c.numpy(), src.numpy())
-    np.testing.assert_array_equal(c.numpy(), src.numpy())
+    assert c.is_leaf and not c.requires_grad and not np.shares_memory(c.detach().numpy(), src.detach().numpy())
+    np.testing.assert_array_equal(c.detach().numpy(), src.detach().numpy())
     k = tinygen.Tensor([1.0, 2.0], requires_grad=True)  # the class itself, like torch.Tensor
     assert isinstance(k, tinygen.Tensor) and k.requires_grad and k.dtype == np.float32
     with pytest.raises(TypeError, match="from_numpy"):
@@ -84,10 +84,10 @@ def test_detach_shares_memory_and_is_cut_from_graph():
     y = x * 3
     d = y.detach()
     assert d.is_leaf and d.grad_fn is None and not d.requires_grad
-    assert np.shares_memory(d.numpy(), y.numpy())
+    assert np.shares_memory(d.detach().numpy(), y.detach().numpy())
     assert (d * 2).grad_fn is None and not (d * 2).requires_grad  # nothing flows through d
     d.numpy()[0] = 10.0  # the same memory
-    assert y.numpy()[0] == 10.0
+    assert y.detach().numpy()[0] == 10.0
     # in-place on the detached tensor bumps the shared version counter (as PyTorch)
     z = (x * x).sum()
     x.detach().add_(1.0)
@@ -96,7 +96,7 @@ def test_detach_shares_memory_and_is_cut_from_graph():
     # gradient does not flow into a detached branch
     w = tinygen.tensor(np.array([2.0, 3.0]), requires_grad=True)
     (w * w.detach()).sum().backward()
-    np.testing.assert_array_equal(w.grad.numpy(), w.numpy())  # d/dw (w * c) = c, not 2w
+    np.testing.assert_array_equal(w.grad.detach().numpy(), w.detach().numpy())  # d/dw (w * c) = c, not 2w
 
 
 def test_to_dtype_and_device():
@@ -121,10 +121,10 @@ def test_to_dtype_and_device():
 def test_clone():
     x = tinygen.tensor(np.array([1.0, -2.0]), requires_grad=True)
     c = x.clone()
-    assert c.requires_grad and not c.is_leaf and not np.shares_memory(c.numpy(), x.numpy())
-    np.testing.assert_array_equal(c.numpy(), x.numpy())
+    assert c.requires_grad and not c.is_leaf and not np.shares_memory(c.detach().numpy(), x.detach().numpy())
+    np.testing.assert_array_equal(c.detach().numpy(), x.detach().numpy())
     (c * c).sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), 2 * x.numpy())
+    np.testing.assert_array_equal(x.grad.detach().numpy(), 2 * x.detach().numpy())
     plain = tinygen.tensor([1.0, 2.0])
     pc = plain.clone()
     assert not pc.requires_grad and pc.is_leaf
@@ -232,7 +232,7 @@ def test_gradient_of_float32_input_is_float32_under_promotion():
     assert out.dtype == np.float64
     out.backward()
     assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
-    av, bv = a.numpy().astype(np.float64), b.numpy()
+    av, bv = a.detach().numpy().astype(np.float64), b.detach().numpy()
     np.testing.assert_allclose(a.grad.numpy(), bv + 1 / bv, rtol=1e-6)
     np.testing.assert_allclose(b.grad.numpy(), av - av / bv ** 2, rtol=1e-12)
 
@@ -265,7 +265,7 @@ def test_constant_factories():
         np.testing.assert_array_equal(z.numpy(), np.zeros((2, 3)))
     o = tinygen.ones(4, dtype=np.float64, requires_grad=True)
     assert o.dtype == np.float64 and o.requires_grad and o.is_leaf
-    np.testing.assert_array_equal(o.numpy(), np.ones(4))
+    np.testing.assert_array_equal(o.detach().numpy(), np.ones(4))
     assert tinygen.zeros(()).shape == () and tinygen.zeros(0, 3).shape == (0, 3)
     assert tinygen.empty(3, 2).shape == (3, 2)
     assert tinygen.empty(3, dtype=np.int32).dtype == np.int32
@@ -475,9 +475,9 @@ def test_inplace_with_an_operand_that_requires_grad_is_refused():
     np.testing.assert_array_equal(buf.numpy(), [0.0, 0.0])
     with tinygen.no_grad():  # outside grad mode it is just a copy of the values
         buf.copy_(w)
-    np.testing.assert_array_equal(buf.numpy(), w.numpy())
+    np.testing.assert_array_equal(buf.detach().numpy(), w.detach().numpy())
     buf.add_(w.detach())
-    np.testing.assert_array_equal(buf.numpy(), 2 * w.numpy())
+    np.testing.assert_array_equal(buf.detach().numpy(), 2 * w.detach().numpy())
 
 
 # -- Python protocol -------------------------------------------------------------------------------

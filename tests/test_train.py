@@ -147,7 +147,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     for ra, rb in zip(a, b):
         assert ra.get("loss") == rb.get("loss") and ra.get("mse") == rb.get("mse")
     for (name, p), (_, q) in zip(full.named_parameters(), resumed.named_parameters()):
-        np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
+        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy(), err_msg=name)
 
 
 def test_resume_cuts_metrics_after_the_checkpoint(tmp_path):

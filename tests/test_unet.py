@@ -46,7 +46,7 @@ def test_starts_at_zero_and_conditioning_reaches_the_output():
     net = UNet(UNetConfig(**TINY, num_classes=10))
     x = tinygen.randn(3, 1, 28, 28)
     t = np.array([5, 500, 900])
-    assert np.all(net(x, t, np.array([1, 2, 3])).numpy() == 0)      # zero-initialized output
+    assert np.all(net(x, t, np.array([1, 2, 3])).detach().numpy() == 0)      # zero-initialized output
     for p in net.parameters():                                       # move off the zero start
         p.data += 0.05 * np.random.default_rng(0).standard_normal(p.shape).astype(p.dtype)
     with tinygen.no_grad():
@@ -133,10 +133,10 @@ def test_ddpm_trains_with_ema_saves_grid_and_trajectory_and_evaluates(tmp_path):
     trainer.fit()
     # the EMA followed the 8 steps: its weights differ from the raw ones and are saved
     assert int(model.ema.num_updates.data) == 8
-    raw = model.unet.conv_in.weight.numpy().copy()
+    raw = model.unet.conv_in.weight.detach().numpy().copy()
     with model.ema.applied():
-        averaged = model.unet.conv_in.weight.numpy().copy()
-    assert not np.allclose(raw, averaged) and np.array_equal(model.unet.conv_in.weight.numpy(),
+        averaged = model.unet.conv_in.weight.detach().numpy().copy()
+    assert not np.allclose(raw, averaged) and np.array_equal(model.unet.conv_in.weight.detach().numpy(),
                                                              raw)
     assert any(k.startswith("ema.shadow") for k in load_checkpoint(tmp_path / "last.ckpt")
                ["state_dict"])

@@ -35,8 +35,8 @@ class LinearGaussianVAE(VAE):
         self.std, self.shift, self.widen = std, shift, widen
 
     def _wb(self):
-        return (self.dec.weight.numpy().astype(np.float64),
-                self.dec.bias.numpy().astype(np.float64))
+        return (self.dec.weight.detach().numpy().astype(np.float64),
+                self.dec.bias.detach().numpy().astype(np.float64))
 
     def encode(self, x, y=None):
         w, b = self._wb()
@@ -65,7 +65,7 @@ def _linear_gaussian(**kw):
         model.dec.weight.copy_(tinygen.tensor(w.astype(np.float32)))
     model.eval()
     z = np.random.default_rng(3).standard_normal((6, 2))
-    x = z @ w.T + model.dec.bias.numpy() + 0.5 * np.random.default_rng(4).standard_normal((6, 3))
+    x = z @ w.T + model.dec.bias.detach().numpy() + 0.5 * np.random.default_rng(4).standard_normal((6, 3))
     return model, x
 
 

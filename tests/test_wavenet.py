@@ -79,7 +79,7 @@ def test_causal_conv_is_the_engines_left_padded_dilated_conv1d(kernel_size, dila
     w, b = conv.conv.weight, conv.conv.bias
     ref = F.conv1d(F.pad(x.permute(0, 2, 1), ((kernel_size - 1) * dilation, 0)), w, b,
                    dilation=dilation).permute(0, 2, 1)
-    np.testing.assert_allclose(conv(x).numpy(), ref.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv(x).detach().numpy(), ref.detach().numpy(), rtol=1e-12, atol=1e-12)
     # the gradients too (the engine differentiates both ways)
     g = tinygen.randn(3, length, 6, dtype=tinygen.float64)
     ga = tinygen.grad((conv(x) * g).sum(), [w, b])
@@ -95,7 +95,7 @@ def test_forward_matches_pytorch():
     with tinygen.no_grad():
         ours = net(ids).numpy()                                    # (N, T, V)
     tf = torch.nn.functional
-    t = lambda p: torch.from_numpy(p.numpy())                      # noqa: E731
+    t = lambda p: torch.from_numpy(p.detach().numpy())                      # noqa: E731
     h = t(net.embedding)[torch.from_numpy(ids)].permute(0, 2, 1)   # (N, R, T)
     skips = 0
     for layer in net.layers:

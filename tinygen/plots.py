@@ -31,7 +31,7 @@ def _array(x) -> np.ndarray:
     if hasattr(x, "numpy"):
         if str(getattr(x, "device", "cpu")) != "cpu" and hasattr(x, "cpu"):
             x = x.cpu()
-        x = x.numpy()
+        x = x.detach().numpy() if hasattr(x, "detach") else x.numpy()
     return np.asarray(x)
 
 

@@ -146,8 +146,9 @@ def _read_members(path, data):
                            "loading pickle can run arbitrary code (retrain, or re-save it with "
                            "a trusted tinygen 0.1 and tinygen.serialization)")
     if data[:4] != _ZIP_MAGIC:
-        raise _error(path, f"is not a tinygen file (it starts with bytes {data[:4].hex() or '(none)'}"
-                           f", a tinygen file is a ZIP archive starting with 504b0304)")
+        first = data[:4].hex() or "(none)"
+        raise _error(path, f"is not a tinygen file (it starts with bytes {first}, a tinygen "
+                           f"file is a ZIP archive starting with 504b0304)")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             infos = z.infolist()
@@ -253,7 +254,8 @@ def _encode(value, arrays, where):
             if not (k is None or isinstance(k, (bool, int, float, str, tuple))):
                 raise TypeError(f"save_tree: {where} has a key of type {type(k).__name__}; "
                                 f"keys must be strings, numbers, booleans, None or tuples")
-            items.append([_encode(k, arrays, f"{where} key"), _encode(v, arrays, f"{where}[{k!r}]")])
+            items.append([_encode(k, arrays, f"{where} key"),
+                          _encode(v, arrays, f"{where}[{k!r}]")])
         return {"$dict": items}
     raise TypeError(f"save_tree: {where} is a {type(value).__name__}; only dicts, lists, tuples, "
                     f"strings, numbers, booleans, None and NumPy arrays can be saved")

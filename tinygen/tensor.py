@@ -205,7 +205,13 @@ class Tensor:
 
     # -- conversion ----------------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
-        """The data as a NumPy array (shares memory on the CPU; GPU tensors need ``.cpu()``)."""
+        """The data as a NumPy array (shares memory on the CPU; GPU tensors need ``.cpu()``).
+
+        As in PyTorch, a tensor that requires grad refuses: writing into the shared array would
+        silently change values the graph saved for backward. Use ``.detach().numpy()``."""
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                               "tensor.detach().numpy() instead.")
         if self.device != "cpu":
             raise TypeError("numpy(): the tensor is on 'cuda'; call .cpu() first")
         return self.data

@@ -226,8 +226,8 @@ class DequantizeLogit(Module):
     def dequantize(self, x, u):
         """v = (k + u) / levels with k = round(x (levels - 1)); x, u arrays or Tensors of one
         shape, u in [0, 1). Returns a Tensor of x's dtype (no gradient flows: pixels are data)."""
-        xd = x.numpy() if isinstance(x, Tensor) else np.asarray(x)
-        ud = u.numpy() if isinstance(u, Tensor) else np.asarray(u)
+        xd = x.detach().numpy() if isinstance(x, Tensor) else np.asarray(x)
+        ud = u.detach().numpy() if isinstance(u, Tensor) else np.asarray(u)
         if xd.shape != ud.shape:
             raise ValueError(f"DequantizeLogit.dequantize: x and u must have one shape, got "
                              f"{xd.shape} and {ud.shape}")
@@ -241,7 +241,7 @@ class DequantizeLogit(Module):
 
     def quantize(self, v):
         """The pixel levels of dequantized data: floor(v levels) / (levels - 1), clipped."""
-        vd = v.numpy() if isinstance(v, Tensor) else np.asarray(v)
+        vd = v.detach().numpy() if isinstance(v, Tensor) else np.asarray(v)
         k = np.clip(np.floor(vd.astype(np.float64) * self.levels), 0, self.levels - 1)
         return (k / (self.levels - 1)).astype(vd.dtype if vd.dtype.kind == "f" else np.float32)
 
