@@ -26,7 +26,8 @@ import importlib
 
 import numpy as np
 
-__all__ = ["for_arrays", "for_device", "device_of_arrays", "KernelNotAvailable", "DEVICES"]
+__all__ = ["for_arrays", "for_device", "device_of_arrays", "register", "KernelNotAvailable",
+           "DEVICES"]
 
 DEVICES = ("cpu", "cuda")
 
@@ -50,6 +51,22 @@ def device_of_arrays(*arrays) -> str:
 
 
 _modules: dict = {}
+
+
+def register(family: str, device: str, module) -> None:
+    """Plug a kernel family that lives outside this package into the seam: ``module`` (a module
+    or any object with the family's functions) serves ``family`` on ``device``. A built-in family
+    cannot be replaced. See docs/extending.md for a worked example."""
+    if device not in DEVICES:
+        raise ValueError(f"kernels.register: unknown device {device!r} (expected one of "
+                         f"{DEVICES})")
+    try:
+        importlib.import_module(f"{__name__}.{device}.{family}")
+    except ModuleNotFoundError:
+        pass
+    else:
+        raise ValueError(f"kernels.register: {family!r} is a built-in family on {device}")
+    _modules[(family, device)] = module
 
 
 def for_device(family: str, device: str):
