@@ -66,6 +66,13 @@ def test_run_pieces_nested_call_runs_in_order(monkeypatch):
     assert inner == list(range(5))
 
 
+def test_idle_cores_follows_the_load_average(monkeypatch):
+    monkeypatch.setattr(_threads, "N_CORES", 2)
+    for load, expected in ((0.2, 2), (1.2, 2), (1.6, 1), (2.4, 1), (13.0, 1)):
+        monkeypatch.setattr(_threads.os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        assert _threads.idle_cores() == expected
+
+
 def _one_thread(monkeypatch):
     monkeypatch.setattr(_threads, "N_CORES", 1)
 
@@ -82,6 +89,7 @@ def test_lstm_batch_slices_match_one_slice(monkeypatch, dtype):
     dhs = rng.standard_normal((steps, n_batch, hid)).astype(dtype)
     dc = rng.standard_normal((n_batch, hid)).astype(dtype)
     monkeypatch.setattr(_threads, "N_CORES", 2)
+    monkeypatch.setattr(cpu_lstm, "idle_cores", lambda: 2)
     assert len(cpu_lstm._batch_slices(n_batch)) == 2
     fwd = cpu_lstm.lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b)
     bwd = cpu_lstm.lstm_sequence_backward(dhs, dc, x, h0, c0, w_ih, w_hh, *fwd)

@@ -38,7 +38,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._threads import N_CORES, run_pieces
+from ._threads import idle_cores, run_pieces
 
 __all__ = ["lstm_cell_forward", "lstm_recurrence_forward", "lstm_recurrence_backward",
            "lstm_sequence_forward", "lstm_sequence_backward", "conv_lstm_forward",
@@ -149,10 +149,11 @@ _MIN_SLICE_ROWS = 8
 
 
 def _batch_slices(n_batch):
-    """Contiguous [start, stop) batch ranges, one per core (fewer for small batches). The
-    samples of a batch are independent through the whole recurrence, so each slice runs its
-    own time loop with no synchronization (``_threads.run_pieces``)."""
-    parts = max(1, min(N_CORES, n_batch // _MIN_SLICE_ROWS))
+    """Contiguous [start, stop) batch ranges, one per idle core (fewer for small batches or
+    a loaded machine, see ``_threads.idle_cores``). The samples of a batch are independent
+    through the whole recurrence, so each slice runs its own time loop with no
+    synchronization (``_threads.run_pieces``)."""
+    parts = max(1, min(idle_cores(), n_batch // _MIN_SLICE_ROWS))
     bounds = [n_batch * k // parts for k in range(parts + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 
