@@ -517,14 +517,18 @@ def test_resume_keeps_the_checkpoint_settings_and_refuses_conflicts(tmp_path, ca
     assert cfg["data"]["data_dir"] == str(small_mnist) and cfg["data"]["train_size"] == 90
 
 
-def test_torn_metrics_record_is_dropped_on_resume(tmp_path, capsys, small_mnist):
+def test_torn_metrics_record_and_stale_temporaries_on_resume(tmp_path, capsys, small_mnist):
     out = tmp_path / "run"
     assert train(out, small_mnist, capsys, "--log-every", "1")[0] == 0
     with open(out / "metrics.jsonl", "a") as f:
         f.write('{"kind": "train", "st')                  # a record cut short by a kill
+    stale = out / (TMP_PREFIX + "x1y2-last.ckpt")          # a checkpoint write cut short
+    stale.write_bytes(b"half a checkpoint")
     code, _, err = train(out, small_mnist, capsys, "--resume", out / "last.ckpt", epochs=2)
     assert code == 0, err
     assert f"dropped 1 incomplete record(s) from {out / 'metrics.jsonl'}" in err
+    assert f"removed a temporary file left by an interrupted run: {stale}" in err
+    assert not [n for n in os.listdir(out) if n.startswith(TMP_PREFIX)]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2]
 
