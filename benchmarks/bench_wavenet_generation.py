@@ -27,7 +27,7 @@ from _common import reexec_without_openblas_env, write_json  # noqa: E402
 CONFIGS = [  # name, vocabulary, channels (R = D), skip channels, layers per stack, stacks
     ("text default", 97, 64, 128, 6, 2),
     ("text, r = 1024", 97, 64, 128, 10, 1),
-    ("mnist default", 3, 32, 64, 10, 1),
+    ("mnist, R = 32", 3, 32, 64, 10, 1),
 ]
 
 

@@ -153,3 +153,9 @@ def test_ddpm_trains_with_ema_saves_grid_and_trajectory_and_evaluates(tmp_path):
     assert strip.size[0] < strip.size[1]                # 3 frames across, one row per digit
     metrics = model.evaluate(data.val)
     assert set(metrics) == {"simple_loss", "bits_per_dim"} and metrics["bits_per_dim"] > 0
+    # no classifier named: no sample scores, but the nearest-training-image check runs
+    model.config.eval_samples = 4
+    assert set(model.evaluate(data.val)) == {"simple_loss", "bits_per_dim"}
+    near = model.extra_metrics(data, "val", data.val)
+    assert set(near) == {"val_nn_train_dist", "val_nn_train_dist_real"}
+    assert all(v > 0 for v in near.values())

@@ -13,7 +13,7 @@ shorter memory, 0.999 here).
 Evaluation (``tinygen eval --json``): ``simple_loss`` on the held-out images; ``bits_per_dim``,
 the variational bound (4) of the diffusion module on the first ``vb_images`` images, its KL
 terms estimated from ``vb_timesteps`` stratified steps (0: all T); with a scoring classifier
-(``--classifier`` or $TINYGEN_CLASSIFIER) the sample scores of :mod:`tinygen.models.scoring`
+(``--classifier PATH``) the sample scores of :mod:`tinygen.models.scoring`
 (class entropy, classifier Fréchet distance, nearest-training-image distance) for
 ``eval_samples`` samples drawn with the configured sampler.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,7 +60,7 @@ class DDPMConfig:
     vb_images: int = 100            # held-out images for the variational bound
     vb_timesteps: int = 50          # stratified steps estimating the bound's KL sum (0: all T)
     trajectory_frames: int = 10     # frames of the noise-to-digit strip in `tinygen sample`
-    classifier: str = ""            # classifier checkpoint for the scores ("": $TINYGEN_CLASSIFIER)
+    classifier: str = ""            # classifier checkpoint for the sample scores ("": none)
 
 
 @register
@@ -97,7 +96,6 @@ class DDPM(GenerativeModel):
         self.unet = UNet(UNetConfig(1, c.base_channels, mults, c.blocks_per_level, c.attention,
                                     c.groups, c.dropout, NUM_CLASSES if c.conditional else 0))
         self.ema = nn.EMA(self.unet, c.ema_decay)
-        self.__dict__["_classifier"] = None        # the scoring classifier, loaded on first use
 
     # -- training ------------------------------------------------------------------------------
     def prepare(self, arrays, rng):
@@ -162,20 +160,10 @@ class DDPM(GenerativeModel):
         return float(np.concatenate(nats).mean()) / (np.prod(IMAGE_SHAPE) * math.log(2))
 
     def scoring_classifier(self):
-        """The classifier named by ``classifier`` or $TINYGEN_CLASSIFIER (None, with a note on
-        stderr, when neither names a file)."""
-        if self._classifier is None:
-            path = next((p for p in (self.config.classifier,
-                                     os.environ.get("TINYGEN_CLASSIFIER", "")) if p), "")
-            if not path or not os.path.exists(path):
-                print(f"ddpm: no classifier checkpoint ({path or 'none named'}), so the sample "
-                      f"scores are not reported; pass --classifier runs/classifier/model.ckpt "
-                      f"(or set TINYGEN_CLASSIFIER)", file=sys.stderr)
-                self.__dict__["_classifier"] = False
-            else:
-                from .scoring import load_classifier
-                self.__dict__["_classifier"] = load_classifier(path, self.device)
-        return self._classifier or None
+        """The classifier named by ``classifier`` (None: no sample scores), through the one
+        resolution every image model uses."""
+        from .scoring import resolve_classifier
+        return resolve_classifier(self.config.classifier, self.device)
 
     def evaluate(self, dataset):
         """``simple_loss``, ``bits_per_dim`` (when ``vb_images`` > 0) and, with a classifier,
@@ -188,8 +176,24 @@ class DDPM(GenerativeModel):
         clf = self.scoring_classifier() if c.eval_samples else None
         if clf is not None:
             from .scoring import score_samples
-            out.update(score_samples(clf, self.sample(c.eval_samples, rng), dataset.images))
+            samples = self.sample(c.eval_samples, rng)
+            self.__dict__["_scored_samples"] = samples        # reused by extra_metrics
+            out.update(score_samples(clf, samples, dataset.images))
         return out
+
+    def extra_metrics(self, data, split, dataset):
+        """The overfitting check (when ``eval_samples`` > 0): mean distance of 100 samples (those
+        just scored, else fresh ones) to their nearest training image beside that of 100 real
+        ``split`` images."""
+        if not self.config.eval_samples:
+            return {}
+        from .scoring import nearest_training
+        samples = self.__dict__.pop("_scored_samples", None)
+        samples = self.sample(100, np.random.default_rng(3)) if samples is None else samples[:100]
+        return {f"{split}_nn_train_dist":
+                float(nearest_training(samples, data.train.images)[1].mean()),
+                f"{split}_nn_train_dist_real":
+                float(nearest_training(dataset.images[:100], data.train.images)[1].mean())}
 
     # -- sampling ------------------------------------------------------------------------------
     def generate(self, labels, rng, sampler=None, trajectory=0, progress=False):
