@@ -125,3 +125,90 @@ def test_the_checker_catches_a_planted_import(tmp_path, monkeypatch, source, mes
     finally:
         bad.unlink()
     assert any("_planted_import_check.py" in f and message in f for f in found), found
+
+
+def test_every_relative_import_names_a_module_of_the_package():
+    """A relative import that names no module (e.g. ``from .scoring import x`` one package too
+    deep) fails only when that line runs; this finds it statically, lazy imports included."""
+    modules = {n[:-len(".__init__")] if n.endswith(".__init__") else n for n, _ in _modules()}
+    missing = []
+    for name, path in _modules():
+        tree = ast.parse(path.read_text(), str(path))
+        package = name.split(".")[:-1]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level and node.module:
+                base = package[:len(package) - node.level + 1]
+                target = ".".join(base + [node.module])
+                if target not in modules:
+                    missing.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {target}")
+    assert not missing, "\n".join(missing)
+
+
+def _import_graph():
+    """Module -> the package modules it imports (module level and inside functions)."""
+    modules = {n[:-len(".__init__")] if n.endswith(".__init__") else n: p for n, p in _modules()}
+    graph = {}
+    for name, path in _modules():
+        node = name[:-len(".__init__")] if name.endswith(".__init__") else name
+        deps = set()
+        for target, _ in _imports(name, path):
+            parts = target.split(".")
+            while parts and ".".join(parts) not in modules:
+                parts.pop()
+            if parts:
+                deps.add(".".join(parts))
+        deps.discard(node)
+        graph[node] = deps
+    return graph
+
+
+def _cycles(graph):
+    """The strongly connected components with more than one module (Tarjan, iterative)."""
+    index, low, on, stack, out, counter = {}, {}, set(), [], [], [0]
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph.get(w, ())))))
+                    break
+                if w in on:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        out.append(sorted(comp))
+    return out
+
+
+def test_no_import_cycle_but_tensor_and_functional():
+    allowed = ("tinygen.tensor", "tinygen.autograd", "tinygen.functional")
+    bad = [c for c in _cycles(_import_graph())
+           if not all(m.startswith(allowed) for m in c)]
+    assert not bad, "import cycles: " + "; ".join(" <-> ".join(c) for c in bad)
+
+
+def test_the_cycle_finder_finds_a_planted_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []

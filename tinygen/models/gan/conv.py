@@ -175,7 +175,7 @@ class ConditionalDCGAN(DCGAN):
         out = super().evaluate(dataset)
         clf = self.scoring_classifier()
         if clf is not None:
-            from .scoring import classify
+            from ..scoring import classify
             n = self.config.eval_samples
             labels = np.arange(n) % 10
             got = classify(clf, self.sample(n, np.random.default_rng(4), labels=labels))
@@ -186,7 +186,7 @@ class ConditionalDCGAN(DCGAN):
         out = super().quick_metrics(dataset)
         clf = self.scoring_classifier()
         if clf is not None:
-            from .scoring import classify
+            from ..scoring import classify
             labels = np.arange(1000) % 10
             got = classify(clf, self.fixed_sample(1000))
             out["label_accuracy"] = float(np.mean(got == labels))
