@@ -4,16 +4,17 @@
 
 In one run, under ~8 minutes on an H200:
 
-1. the op and CUDA kernel tests on real CuPy (``TINYGEN_TEST_DEVICE=cuda``: every op of the
-   harness on device "cuda", the kernel families against the CPU kernels), time-boxed;
-2. compute-sanitizer (memcheck, racecheck) over the kernel-family tests, when it is on PATH;
-3. benchmarks against the library kernels in the same run, timed with CUDA events after warm-up,
+1. benchmarks against the library kernels in the same run, timed with CUDA events after warm-up,
    the median of many calls, inputs rotated so that caches do not flatter:
    * tinygen's tiled SGEMM (and the naive rung) vs cuBLAS at 4096^3 float32 (target: >= 50%);
    * the fused coupling op (forward + backward) vs the same formulas composed in PyTorch;
    * the block reductions (sum, logsumexp, softmax) vs PyTorch;
    * each conv layer of the lecture's autoencoder, the conv-AE training step and the LSTM
-     sequence vs PyTorch + cuDNN (``benchmarks/bench_cuda_conv.py``).
+     sequence vs PyTorch + cuDNN (``benchmarks/bench_cuda_conv.py``);
+2. the op and CUDA kernel tests on real CuPy (``TINYGEN_TEST_DEVICE=cuda``: every op of the
+   harness on device "cuda", the kernel families against the CPU kernels), time-boxed;
+3. compute-sanitizer (memcheck, racecheck) over one small case of every kernel, when it is on
+   PATH, in the time left.
 
 Writes ``OUT_DIR/gpu_check.json`` and ``OUT_DIR/gpu_check.md`` (the tables), and the test logs.
 Needs no mlxtend and no ``../shared``: every input is generated; and no installation: without an
@@ -113,8 +114,15 @@ def _pytest(args, env, timeout, log_path):
 def run_tests(out_dir, timeout):
     env = dict(os.environ, TINYGEN_TEST_DEVICE="cuda", HYPOTHESIS_PROFILE="ci")
     files = sorted(f"tests/{f}" for f in os.listdir(os.path.join(ROOT, "tests"))
-                   if re.match(r"test_(ops_.*|cuda_kernels|cuda_conv|cuda_lstm)\.py$", f))
+                   if re.match(r"test_(ops_.*|cuda_(?!emu).*|conv|lstm|coupling|losses)\.py$", f))
     return _pytest(files, env, timeout, os.path.join(out_dir, "tests_cuda.log"))
+
+
+# The kernel tests compute-sanitizer runs: "forward and float32" picks one small case of every
+# kernel (test_cuda_conv/test_cuda_lstm: test_every_kernel_once_forward_float32).
+SANITIZED_TESTS = [f"tests/{f}" for f in ("test_cuda_kernels.py", "test_cuda_conv.py",
+                                          "test_cuda_lstm.py")
+                   if os.path.exists(os.path.join(ROOT, "tests", f))]
 
 
 def run_compute_sanitizer(out_dir, timeout):
@@ -130,7 +138,7 @@ def run_compute_sanitizer(out_dir, timeout):
             proc = subprocess.run(
                 [tool, "--tool", check, "--error-exitcode", "99", sys.executable, "-c",
                  _PYTEST_CHILD.format(here=HERE), "-q", "-p", "no:cacheprovider", "-k",
-                 "forward and float32", "tests/test_cuda_kernels.py"], cwd=ROOT, env=env,
+                 "forward and float32", *SANITIZED_TESTS], cwd=ROOT, env=env,
                 capture_output=True, text=True, timeout=timeout)
             text, rc = proc.stdout + proc.stderr, proc.returncode
         except subprocess.TimeoutExpired:
@@ -343,11 +351,13 @@ def main(argv=None):
     if conv:
         result["conv_lstm"], result["conv_lstm_markdown"] = conv
     if not args.skip_tests and not emulated:
+        # the tests first (all but two minutes of what is left), then compute-sanitizer
+        left = args.budget_s - (time.perf_counter() - t0)
+        result["tests"] = step("tests", lambda: run_tests(args.out_dir,
+                                                           timeout=max(60, left - 120)))
         left = args.budget_s - (time.perf_counter() - t0)
         result["compute_sanitizer"] = step("compute_sanitizer", lambda: run_compute_sanitizer(
-            args.out_dir, timeout=max(30, min(90, left / 4))))
-        left = args.budget_s - (time.perf_counter() - t0)
-        result["tests"] = step("tests", lambda: run_tests(args.out_dir, timeout=max(60, left)))
+            args.out_dir, timeout=max(30, left / 2)))
     result["seconds"] = time.perf_counter() - t0
     table = markdown(result)
     with open(os.path.join(args.out_dir, "gpu_check.json"), "w") as f:
