@@ -36,9 +36,13 @@ def timeit(fn, repeat: int, warmup: int = 20) -> float:
     return statistics.median(times) * 1e3
 
 
-def interleaved(runners, repeat, warmup=2):
+def interleaved(runners, repeat, warmup=2, clock=None):
     """Median milliseconds per runner (a dict name -> callable), one call of each per round with
-    the order rotating, so that a machine whose load changes during the run affects them alike."""
+    the order rotating, so that a machine whose load changes during the run affects them alike.
+    ``clock``: the timer (default ``time.perf_counter``, wall time; ``time.process_time`` gives
+    the CPU time of all the process's threads, the work done, which other processes on a shared
+    machine barely change -- meaningful as a speed comparison with one thread per library)."""
+    clock = clock or time.perf_counter
     for _ in range(warmup):
         for r in runners.values():
             r()
@@ -46,10 +50,42 @@ def interleaved(runners, repeat, warmup=2):
     keys = list(runners)
     for rep in range(repeat):
         for k in keys[rep % len(keys):] + keys[:rep % len(keys)]:
-            t0 = time.perf_counter()
+            t0 = clock()
             runners[k]()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def threads_from_env():
+    """The thread count a benchmark gives every library: OPENBLAS_NUM_THREADS if set, else
+    the number of cores (tinygen's kernels follow the same variable, see kernels/cpu/_threads)."""
+    value = os.environ.get("OPENBLAS_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
+
+
+def load_baseline(path, family):
+    """A CPU kernel module of ``family`` ("conv", "lstm") from a file, e.g. an earlier version
+    (``git show REV:kernels/cpu/conv.py > before.py``), to time against the current kernels."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"tinygen.kernels.cpu._{family}_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def using_kernels(family, module, fn):
+    """``fn`` made to run with ``module`` as the CPU kernels of ``family`` (None: current)."""
+    from tinygen import kernels
+
+    def run():
+        saved = kernels.for_device(family, "cpu")
+        kernels._modules[(family, "cpu")] = module or saved
+        try:
+            return fn()
+        finally:
+            kernels._modules[(family, "cpu")] = saved
+    return run
 
 
 def load_average():
@@ -61,9 +97,11 @@ def load_average():
         return "n/a"
 
 
-def bench_arguments(doc: str, repeat: int, json_default: str):
-    """The common command line of a benchmark (--repeat, --json, --keep-openblas-env), after
-    the OpenBLAS environment re-exec; prints a note when the variables were unset."""
+def bench_arguments(doc: str, repeat: int, json_default: str, baseline: bool = False):
+    """The common command line of a benchmark (--repeat, --json, --keep-openblas-env; with
+    ``baseline`` also --baseline FILE, an earlier kernel module timed as "before", and
+    --cpu-time), after the OpenBLAS environment re-exec; prints a note when the variables
+    were unset."""
     import argparse
 
     reexec_without_openblas_env()
@@ -72,6 +110,12 @@ def bench_arguments(doc: str, repeat: int, json_default: str):
     parser.add_argument("--json", default=json_default)
     parser.add_argument("--keep-openblas-env", action="store_true",
                         help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as the environment sets them")
+    if baseline:
+        parser.add_argument("--baseline", default="",
+                            help="an earlier kernel module file, timed as 'before' in the rounds")
+        parser.add_argument("--cpu-time", action="store_true",
+                            help="CPU time of the process instead of wall time (with one thread "
+                                 "per library: the work done, robust to other load)")
     args = parser.parse_args()
     if os.environ.get("TINYGEN_BENCH_UNSET_OPENBLAS"):
         print("note: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this process")

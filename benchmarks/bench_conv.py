@@ -10,6 +10,12 @@ Adam) in both libraries and reports the peak memory of each (measured in separat
 processes, as the peak resident set size).
 
     python benchmarks/bench_conv.py [--repeat N] [--batch 100] [--step] [--json PATH]
+                                    [--baseline OLD_CONV_KERNELS.py]
+
+Every timing alternates the libraries call by call (medians of interleaved rounds), and the load
+average is printed with the table. ``--baseline`` adds an earlier version of
+kernels/cpu/conv.py to the rounds (per-layer "before" columns). With ``--step`` the step is also
+timed with both libraries in this process, steps alternating.
 
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for this process (see bench_engine.py).
 """
@@ -24,7 +30,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import reexec_without_openblas_env, timeit  # noqa: E402
+from _common import (interleaved, load_average, load_baseline,  # noqa: E402
+                     reexec_without_openblas_env, threads_from_env, timeit, using_kernels)
 
 # (kind, C_in, C_out, kernel, stride, input spatial size)
 LAYERS = [
@@ -57,13 +64,13 @@ def matmul_peak_gflops(repeat=10):
     return 2 * 2048 ** 3 / (ms * 1e-3) / 1e9
 
 
-def bench_layers(batch, repeat):
+def bench_layers(batch, repeat, baseline=None, clock=None):
     import numpy as np
     import torch
     import tinygen
     from tinygen import functional as F
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads_from_env())
     rng = np.random.default_rng(0)
     rows = []
     for kind, cin, cout, k, s, size in LAYERS:
@@ -92,49 +99,70 @@ def bench_layers(batch, repeat):
             px.grad = pw.grad = pb.grad = None
             pt_op().backward(pgy)
 
-        with tinygen.no_grad():
-            t_f = timeit(tg_op, repeat, warmup=3)
-        with torch.no_grad():
-            p_f = timeit(pt_op, repeat, warmup=3)
-        t_fb, p_fb = timeit(tg_fb, repeat, warmup=3), timeit(pt_fb, repeat, warmup=3)
+        def tg_f():
+            with tinygen.no_grad():
+                tg_op()
+
+        def pt_f():
+            with torch.no_grad():
+                pt_op()
+
+        # tinygen and PyTorch alternate call by call (a changing machine load hits both alike)
+        f_runs, fb_runs = {"tinygen": tg_f, "torch": pt_f}, {"tinygen": tg_fb, "torch": pt_fb}
+        if baseline is not None:
+            f_runs["baseline"], fb_runs["baseline"] = (using_kernels("conv", baseline, tg_f),
+                                                  using_kernels("conv", baseline, tg_fb))
+        fwd = interleaved(f_runs, repeat, warmup=3, clock=clock)
+        fb = interleaved(fb_runs, repeat, warmup=3, clock=clock)
+        t_f, p_f, t_fb, p_fb = fwd["tinygen"], fwd["torch"], fb["tinygen"], fb["torch"]
         flops = layer_flops(kind, cin, cout, k, s, size, batch)
         out_size = gy.shape[-1]
         rows.append({"layer": f"{kind} {cin}->{cout} k{k} s{s} {size}->{out_size}",
                      "gflop_fwd": flops / 1e9,
                      "tinygen_fwd_ms": t_f, "torch_fwd_ms": p_f,
-                     "tinygen_fwdbwd_ms": t_fb, "torch_fwdbwd_ms": p_fb})
+                     "tinygen_fwdbwd_ms": t_fb, "torch_fwdbwd_ms": p_fb,
+                     **({"baseline_fwd_ms": fwd["baseline"], "baseline_fwdbwd_ms": fb["baseline"]}
+                        if baseline is not None else {})})
     return rows
 
 
-_STEP_CODE = r"""
-import os, sys, time, statistics
-import numpy as np
+_BUILD_STEP = r"""
+def build_step(lib, batch):
+  import os
+  import numpy as np
+  rng = np.random.default_rng(0)
+  x_np = rng.random((batch, 1, 28, 28), dtype=np.float32)
+  if lib == "torch":
+      import torch
+      value = os.environ.get("OPENBLAS_NUM_THREADS", "").strip()
+      torch.set_num_threads(int(value) if value.isdigit() else (os.cpu_count() or 1))
+      nn, F, optim, tensor = torch.nn, torch.nn.functional, torch.optim, torch.tensor
+  else:
+      import tinygen as torch_like
+      from tinygen import nn, functional as F, optim
+      tensor = torch_like.tensor
+  enc = nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.Conv2d(32, 32, 5), nn.ReLU(),
+                      nn.Conv2d(32, 32, 4, stride=2), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=2),
+                      nn.ReLU(), nn.Conv2d(32, 8, 4))
+  dec = nn.Sequential(nn.ConvTranspose2d(8, 32, 4), nn.ReLU(),
+                      nn.ConvTranspose2d(32, 32, 3, stride=2), nn.ReLU(),
+                      nn.ConvTranspose2d(32, 32, 4, stride=2), nn.ReLU(),
+                      nn.ConvTranspose2d(32, 32, 5), nn.ReLU(), nn.ConvTranspose2d(32, 1, 5))
+  params = list(enc.parameters()) + list(dec.parameters())
+  opt = optim.Adam(params, lr=1e-3)
+  x = tensor(x_np)
+  def step():
+      opt.zero_grad()
+      loss = F.mse_loss(dec(enc(x)), x)
+      loss.backward()
+      opt.step()
+  return step
+"""
+
+_STEP_CODE = _BUILD_STEP + r"""
+import sys, time, statistics
 lib, batch, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = np.random.default_rng(0)
-x_np = rng.random((batch, 1, 28, 28), dtype=np.float32)
-if lib == "torch":
-    import torch
-    torch.set_num_threads(os.cpu_count() or 1)
-    nn, F, optim, tensor = torch.nn, torch.nn.functional, torch.optim, torch.tensor
-else:
-    import tinygen as torch_like
-    from tinygen import nn, functional as F, optim
-    tensor = torch_like.tensor
-enc = nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.Conv2d(32, 32, 5), nn.ReLU(),
-                    nn.Conv2d(32, 32, 4, stride=2), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=2),
-                    nn.ReLU(), nn.Conv2d(32, 8, 4))
-dec = nn.Sequential(nn.ConvTranspose2d(8, 32, 4), nn.ReLU(),
-                    nn.ConvTranspose2d(32, 32, 3, stride=2), nn.ReLU(),
-                    nn.ConvTranspose2d(32, 32, 4, stride=2), nn.ReLU(),
-                    nn.ConvTranspose2d(32, 32, 5), nn.ReLU(), nn.ConvTranspose2d(32, 1, 5))
-params = list(enc.parameters()) + list(dec.parameters())
-opt = optim.Adam(params, lr=1e-3)
-x = tensor(x_np)
-def step():
-    opt.zero_grad()
-    loss = F.mse_loss(dec(enc(x)), x)
-    loss.backward()
-    opt.step()
+step = build_step(lib, batch)
 for _ in range(3):
     step()
 times = []
@@ -146,6 +174,14 @@ with open("/proc/self/status") as f:
     hwm_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 print(statistics.median(times) * 1e3, hwm_kb / 1024)
 """
+
+
+def bench_step_interleaved(batch, repeat):
+    """Median step milliseconds of both libraries in this process, steps alternating."""
+    scope = {}
+    exec(_BUILD_STEP, scope)
+    steps = {lib: scope["build_step"](lib, batch) for lib in ("tinygen", "torch")}
+    return interleaved(steps, repeat, warmup=3)
 
 
 def bench_step(batch, repeat):
@@ -169,17 +205,29 @@ def main():
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     parser.add_argument("--json", default="benchmarks/out/conv.json")
     parser.add_argument("--keep-openblas-env", action="store_true")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="per-layer CPU time of the process instead of wall time (run with "
+                             "OPENBLAS_NUM_THREADS=1: the work done, robust to other load)")
+    parser.add_argument("--baseline", default="",
+                        help="a conv kernel module file to time as 'before', interleaved")
     args = parser.parse_args()
     import torch
     if os.environ.get("TINYGEN_BENCH_UNSET_OPENBLAS"):
         print("note: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this process")
     peak = matmul_peak_gflops()
+    print(f"load average: {load_average()}")
+    torch.set_num_threads(threads_from_env())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads); float32 matmul peak {peak:.0f} GFLOP/s "
           f"(numpy 2048^2)")
     result = {"peak_gflops": peak, "batch": args.batch, "torch": torch.__version__}
     if not args.no_layers:
-        rows = bench_layers(args.batch, args.repeat)
+        baseline = load_baseline(args.baseline, "conv") if args.baseline else None
+        import time
+        rows = bench_layers(args.batch, args.repeat, baseline,
+                            time.process_time if args.cpu_time else None)
+        if args.cpu_time:
+            print("per-layer times below are CPU times (all threads of this process)")
         hdr = (f"{'layer':<32}{'fwd ms':>8}{'torch':>8}{'ratio':>7}{'f+b ms':>9}{'torch':>8}"
                f"{'ratio':>7}{'GFLOP/s':>9}{'%peak':>7}")
         print(hdr)
@@ -192,7 +240,10 @@ def main():
                   f"{r['tinygen_fwd_ms'] / r['torch_fwd_ms']:>7.2f}"
                   f"{r['tinygen_fwdbwd_ms']:>9.2f}{r['torch_fwdbwd_ms']:>8.2f}"
                   f"{r['tinygen_fwdbwd_ms'] / r['torch_fwdbwd_ms']:>7.2f}{gfs:>9.1f}"
-                  f"{100 * gfs / peak:>6.0f}%")
+                  f"{100 * gfs / peak:>6.0f}%" + (
+                      f"   before: fwd {r['baseline_fwd_ms']:.2f} f+b {r['baseline_fwdbwd_ms']:.2f}"
+                      f" (after/before {r['tinygen_fwdbwd_ms'] / r['baseline_fwdbwd_ms']:.2f})"
+                      if "baseline_fwdbwd_ms" in r else ""))
         result["layers"] = rows
     if args.step:
         step = bench_step(args.batch, args.repeat)
@@ -202,6 +253,12 @@ def main():
               f"{t['peak_rss_mb']:.0f} MB, torch {p['peak_rss_mb']:.0f} MB, ratio "
               f"{t['peak_rss_mb'] / p['peak_rss_mb']:.2f}")
         result["step"] = step
+        both = bench_step_interleaved(args.batch, 2 * args.repeat)
+        print(f"training step, both libraries in this process, steps alternating (median of "
+              f"{2 * args.repeat}): tinygen {both['tinygen']:.1f} ms, torch {both['torch']:.1f} ms, "
+              f"ratio {both['tinygen'] / both['torch']:.2f}")
+        result["step_interleaved"] = both
+    print(f"load average at the end: {load_average()}")
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:

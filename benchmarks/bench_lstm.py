@@ -17,10 +17,15 @@ that a machine whose load changes during the run affects them alike; the table s
 in milliseconds and the ratios fused / torch (goal <= 1.0) and composed / fused (goal >= 2).
 
     python benchmarks/bench_lstm.py [--repeat N] [--json PATH] [--keep-openblas-env]
+                                    [--baseline OLD_LSTM_KERNELS.py]
+
+``--baseline`` adds an earlier version of kernels/cpu/lstm.py to the interleaved rounds (a
+"before" line under each size). The load average is printed with the table.
 
 By default the benchmark unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE together for its own
 process (see benchmarks/_common.py) and says so. Both libraries run with the same number of
-threads: ``OPENBLAS_NUM_THREADS`` if set, else 1 (``torch.set_num_threads`` the same). One thread
+threads: ``OPENBLAS_NUM_THREADS`` if set, else 1 (``torch.set_num_threads`` the same, and tinygen's
+kernel threads, see kernels/cpu/_threads.py). One thread
 is the default because on the shared 2-core development machine a 2-thread OpenBLAS collapsed
 under load from other processes: 64 GEMMs (32, 256) x (256, 1024) took 2.3 s with 2 threads and
 0.03 s with 1 (measured side by side, NumPy and Numba alike).
@@ -29,20 +34,21 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import sys
 import time
 
 THREADS = int(os.environ.setdefault("OPENBLAS_NUM_THREADS", "1"))   # before NumPy loads
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import bench_arguments, write_json  # noqa: E402
+from _common import (bench_arguments, interleaved, load_average, load_baseline,  # noqa: E402
+                     using_kernels, write_json)
 
 SIZES = [  # (T, N, I, H)
     (32, 16, 32, 64),
     (64, 32, 32, 256),      # the char-rnn default layer (embedding 32, hidden 256)
     (100, 16, 128, 128),
     (50, 64, 256, 256),
+    (50, 32, 64, 256),      # a char-rnn-sized layer (64 -> 256, batch 32, 50 steps)
 ]
 
 
@@ -116,24 +122,11 @@ def torch_runner(arrs):
     return run, torch.__version__
 
 
-def interleaved(runners, repeat, warmup=2):
-    """Median milliseconds per runner, one call of each per round, rotating the order."""
-    for _ in range(warmup):
-        for r in runners.values():
-            r()
-    times = {k: [] for k in runners}
-    keys = list(runners)
-    for rep in range(repeat):
-        for k in keys[rep % len(keys):] + keys[:rep % len(keys)]:
-            t0 = time.perf_counter()
-            runners[k]()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
-
-
 def main():
     import numpy as np
-    args = bench_arguments(__doc__, repeat=15, json_default="benchmarks/out/lstm.json")
+    args = bench_arguments(__doc__, repeat=15, json_default="benchmarks/out/lstm.json",
+                           baseline=True)
+    baseline = load_baseline(args.baseline, "lstm") if args.baseline else None
     try:
         import torch
         torch.set_num_threads(THREADS)
@@ -142,7 +135,8 @@ def main():
         print("PyTorch is not installed: tinygen timings only")
     print(f"LSTM forward+backward, float32, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, {THREADS} BLAS/torch thread(s); median of {args.repeat} "
-          f"interleaved rounds (ms)")
+          f"interleaved rounds (ms{', CPU time' if args.cpu_time else ''}); load average "
+          f"{load_average()}")
     head = f"{'T':>4} {'N':>4} {'I':>4} {'H':>4} | {'fused':>9} {'composed':>9} {'torch':>9} |" \
            f" {'fused/torch':>11} {'composed/fused':>14}"
     print(head)
@@ -151,6 +145,8 @@ def main():
     for (t, n, i, h) in SIZES:
         arrs = make_inputs(t, n, i, h)
         runners = {"fused": tinygen_runner(arrs, False), "composed": tinygen_runner(arrs, True)}
+        if baseline is not None:
+            runners["before"] = using_kernels("lstm", baseline, runners["fused"])
         if torch is not None:
             runners["torch"], version = torch_runner(arrs)
         # the three compute the same gradients (checked once, loosely: float32)
@@ -159,7 +155,11 @@ def main():
             for a, b in zip(r(), ref):
                 if not np.allclose(a, b, rtol=1e-3, atol=1e-3 * (1 + np.abs(b).max())):
                     raise SystemExit(f"{k} gradients disagree with the fused LSTM at {t, n, i, h}")
-        ms = interleaved(runners, args.repeat)
+        ms = interleaved(runners, args.repeat,
+                         clock=time.process_time if args.cpu_time else None)
+        if baseline is not None:
+            print(f"{'':19}before (--baseline): {ms['before']:9.2f} ms, fused/before "
+                  f"{ms['fused'] / ms['before']:.2f}")
         row = {"T": t, "N": n, "I": i, "H": h, **{f"{k}_ms": v for k, v in ms.items()},
                "composed_over_fused": ms["composed"] / ms["fused"]}
         if "torch" in ms:
@@ -169,6 +169,7 @@ def main():
         ratio = f"{row['fused_over_torch']:11.2f}" if "torch" in ms else f"{'-':>11}"
         print(f"{t:4d} {n:4d} {i:4d} {h:4d} | {ms['fused']:9.2f} {ms['composed']:9.2f} {tr} | "
               f"{ratio} {row['composed_over_fused']:14.2f}", flush=True)
+    print(f"load average at the end: {load_average()}")
     write_json(args.json, [{**r, "threads": THREADS} for r in rows], version)
 
 
