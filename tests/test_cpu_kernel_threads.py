@@ -43,6 +43,35 @@ def test_run_pieces_uses_two_threads(monkeypatch):
     assert len(names) == 2
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_run_pieces_in_a_forked_child(monkeypatch):
+    """A child forked after the pool started still runs every piece (its own pool)."""
+    import os
+    monkeypatch.setattr(_threads, "N_CORES", 2)
+    _threads.run_pieces(lambda p: None, range(4))          # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:                                             # child: exit 0 iff all 6 ran
+        seen = []
+        try:
+            _threads.run_pieces(seen.append, range(6))
+            os._exit(0 if sorted(seen) == list(range(6)) else 1)
+        except BaseException:
+            os._exit(2)
+    import signal
+    import time
+    deadline = time.monotonic() + 60
+    while True:                                              # a hung child fails, not hangs
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("run_pieces hung in a forked child")
+        time.sleep(0.05)
+    assert os.WEXITSTATUS(status) == 0
+
+
 def test_run_pieces_propagates_errors(monkeypatch):
     monkeypatch.setattr(_threads, "N_CORES", 2)
 

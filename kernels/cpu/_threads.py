@@ -70,6 +70,8 @@ def idle_cores():
 
 _SETTERS = _local_thread_setters()
 _POOL = None
+_POOL_PID = None                   # a forked child gets a pool of its own (its parent's threads
+                                   # do not exist there)
 _IN_PIECE = threading.local()      # set while a thread runs pieces: no nested fan-out
 
 
@@ -79,7 +81,7 @@ def run_pieces(task, pieces):
     thread one of them), each taking the next piece when done with its last one and calling
     BLAS single-threaded. One piece, one core, or no way to set the BLAS threads: in order on
     the calling thread (BLAS keeping its own threads)."""
-    global _POOL
+    global _POOL, _POOL_PID
     if len(pieces) == 1:
         task(pieces[0])
         return
@@ -89,9 +91,10 @@ def run_pieces(task, pieces):
         for p in pieces:
             task(p)
         return
-    if _POOL is None:
+    if _POOL is None or _POOL_PID != os.getpid():
         from concurrent.futures import ThreadPoolExecutor
         _POOL = ThreadPoolExecutor(max_workers=N_CORES - 1, thread_name_prefix="tinygen-cpu")
+        _POOL_PID = os.getpid()
     queue = iter(pieces)            # next() under the GIL: each piece is taken once
 
     def worker():
