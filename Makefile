@@ -24,11 +24,13 @@ demo: venv
 test: venv
 	$(VENV)/bin/pytest -q
 
-# The GPU backend without a GPU: every op test on device "cuda" through the stand-in cupy, the
-# CUDA kernel families on the g++ CPU emulator, and sanitizer (ASan+UBSan, TSan) runs of the
+# The GPU backend without a GPU: every op test (the harness's checks, conv, LSTM, coupling and
+# loss ops included) on device "cuda" through the stand-in cupy, the CUDA kernel families on the
+# g++ CPU emulator, and sanitizer (ASan+UBSan, TSan) runs of the
 # kernel tests. The pytest header says so: no GPU code runs here.
 test-gpu-emu: venv
-	TINYGEN_TEST_DEVICE=cuda-emu $(VENV)/bin/pytest -q tests/test_ops_*.py tests/test_cuda_*.py
+	TINYGEN_TEST_DEVICE=cuda-emu $(VENV)/bin/pytest -q tests/test_ops_*.py tests/test_cuda_*.py \
+	    tests/test_conv.py tests/test_lstm.py tests/test_coupling.py tests/test_losses.py
 
 # On a machine with a GPU and CuPy: the suite on real CuPy and the GPU benchmarks, results (JSON +
 # a markdown table) in GPU_CHECK_OUT. It runs with that machine's python (GPU_PYTHON), no venv:

@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 
 import tinygen
 from tinygen import functional as F
-from harness import arrays, broadcastable_pair, check_op, shapes, torch
+from harness import DEVICE, arrays, broadcastable_pair, check_op, shapes, torch
 
 T = torch
 TF = torch.nn.functional if torch is not None else None
@@ -25,7 +25,7 @@ def reduce_np(loss, reduction):
 
 def as_t(arr, like):
     """A constant tinygen tensor of ``like``'s dtype (None passes through)."""
-    return None if arr is None else tinygen.tensor(arr).to(like.dtype)
+    return None if arr is None else tinygen.tensor(arr, device=like.device).to(like.dtype)
 
 
 def as_torch(arr, like):
@@ -168,7 +168,7 @@ def test_cross_entropy_and_nll_integer_targets(reduction, data, spatial, weighte
     if reduction == "mean" and not counted.any():
         return  # 0 / 0: NaN, checked in test_all_ignored_mean_is_nan_like_torch
     w = data.draw(arrays((c,), low=0.5, high=2.0)) if weighted else None
-    tt = tinygen.tensor(target)
+    tt = tinygen.tensor(target, device=DEVICE)
 
     def ref(x):  # the textbook definition, one target at a time
         loss = np.zeros(target.shape)
@@ -200,7 +200,8 @@ def test_cross_entropy_and_nll_integer_targets(reduction, data, spatial, weighte
 def test_cross_entropy_of_a_single_sample(reduction):
     """Input (C,) with a 0-d target, as torch: reduction 'none' gives a 0-d loss."""
     logits = np.array([0.1, 0.5, -0.3])
-    out = check_op(lambda x: F.cross_entropy(x, tinygen.tensor(1), reduction=reduction),
+    out = check_op(lambda x: F.cross_entropy(x, tinygen.tensor(1, device=x.device),
+                                             reduction=reduction),
                    [logits], reference=lambda x: -(x[1] - np.log(np.sum(np.exp(x)))),
                    torch_fn=lambda x: TF.cross_entropy(x, T.tensor(1), reduction=reduction))
     assert out.shape == ()
