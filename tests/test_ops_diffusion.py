@@ -407,7 +407,10 @@ def test_transformer_encoder_layer_matches_torch(batch_first, norm_first, activa
     pad[0, -1] = True
     causal = np.triu(np.ones((big_l, big_l), dtype=bool), 1)
     kw = {"src_key_padding_mask": tinygen.tensor(pad), "src_mask": tinygen.tensor(causal)}
-    check_op(lambda t: layer(t, **kw), [x], float32=False, so_rtol=1e-4)
+    dev_kw = {k: v.to(DEVICE) for k, v in kw.items()}
+    layer.to(DEVICE)            # the harness runs the op on its device
+    check_op(lambda t: layer(t, **dev_kw), [x], float32=False, so_rtol=1e-4)
+    layer.to("cpu")
     if torch is None:
         return
     th = torch.nn.TransformerEncoderLayer(6, 2, 10, dropout=0.1, activation=activation,
