@@ -31,7 +31,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (interleaved, load_average, load_baseline,  # noqa: E402
-                     reexec_without_openblas_env, threads_from_env, timeit, using_kernels)
+                     reexec_without_openblas_env, threads_from_env, using_kernels)
 
 # (kind, C_in, C_out, kernel, stride, input spatial size)
 LAYERS = [
@@ -56,11 +56,13 @@ def layer_flops(kind, cin, cout, k, s, size, batch):
     return 2.0 * batch * cin * size * size * cout * k * k  # every input pixel spreads a kernel
 
 
-def matmul_peak_gflops(repeat=10):
+def matmul_peak_gflops(repeat=10, clock=None):
+    """GFLOP/s of a 2048^2 float32 NumPy matmul (median; ``clock`` as in ``interleaved``: with
+    process_time, the CPU time of all threads, comparable with --cpu-time layer rates)."""
     import numpy as np
     a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
     b = a.copy()
-    ms = timeit(lambda: a @ b, repeat, warmup=2)
+    ms = interleaved({"matmul": lambda: a @ b}, repeat, warmup=2, clock=clock)["matmul"]
     return 2 * 2048 ** 3 / (ms * 1e-3) / 1e9
 
 
@@ -214,16 +216,16 @@ def main():
     import torch
     if os.environ.get("TINYGEN_BENCH_UNSET_OPENBLAS"):
         print("note: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this process")
-    peak = matmul_peak_gflops()
+    import time
+    peak = matmul_peak_gflops(clock=time.process_time if args.cpu_time else None)
     print(f"load average: {load_average()}")
     torch.set_num_threads(threads_from_env())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads); float32 matmul peak {peak:.0f} GFLOP/s "
-          f"(numpy 2048^2)")
+          f"(numpy 2048^2{', CPU time' if args.cpu_time else ''})")
     result = {"peak_gflops": peak, "batch": args.batch, "torch": torch.__version__}
     if not args.no_layers:
         baseline = load_baseline(args.baseline, "conv") if args.baseline else None
-        import time
         rows = bench_layers(args.batch, args.repeat, baseline,
                             time.process_time if args.cpu_time else None)
         if args.cpu_time:
