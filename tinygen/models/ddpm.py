@@ -52,7 +52,9 @@ class DDPMConfig:
     guidance: float = 2.0           # classifier-free guidance scale w (1: the conditional model)
     sampler: str = "ddim"           # "ddim" or "ddpm" (all T ancestral steps)
     sampling_steps: int = 50        # DDIM steps
-    eta: float = 0.0                # DDIM noise (0: deterministic, 1: DDPM-like)
+    eta: float = 1.0                # DDIM noise (0: deterministic, 1: DDPM-like); 1 by default:
+                                    # after a short training eta 0 left ~30% of the samples noise
+                                    # (500 samples: class entropy 1.99, FID 525 vs 2.30, 135)
     ema_decay: float = 0.999        # EMA of the weights used for evaluation and sampling
     warmup_steps: int = 200         # linear learning-rate warm-up, then cosine decay to 10%
     clip_grad: float = 1.0          # gradient norm clipping
