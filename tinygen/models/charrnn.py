@@ -172,7 +172,7 @@ class CharRNN(GenerativeModel):
     def evaluate(self, dataset):
         """``bits_per_char`` (and ``nats_per_char``) on the windows of ``dataset``."""
         total, count = 0.0, 0
-        for value, n in self.batched(lambda w: float(self.nll_per_char(tensor(w))),
+        for value, n in self.batched(lambda w: float(self.nll_per_char(tensor(w, device=self.device))),
                                      dataset.images):
             total, count = total + value * n, count + n
         nats = total / max(count, 1)
@@ -190,7 +190,7 @@ class CharRNN(GenerativeModel):
         out = [ids]
         with no_grad():
             logits, state = self(tensor(ids))
-            last = logits.numpy()[:, -1].astype(np.float64)          # (n, V)
+            last = logits.cpu().numpy()[:, -1].astype(np.float64)          # (n, V)
             for _ in range(length):
                 z = last / tau
                 p = np.exp(z - z.max(axis=1, keepdims=True))
@@ -199,7 +199,7 @@ class CharRNN(GenerativeModel):
                 nxt = np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), len(ALPHABET) - 1)
                 out.append(nxt[:, None])
                 logits, state = self(tensor(nxt[:, None].astype(np.int64)), state)
-                last = logits.numpy()[:, -1].astype(np.float64)
+                last = logits.cpu().numpy()[:, -1].astype(np.float64)
         ids = np.concatenate(out, axis=1)
         return [decode(row) for row in ids]
 

@@ -90,7 +90,7 @@ class MNISTClassifier(GenerativeModel):
 
     def logits(self, images) -> np.ndarray:
         """Logits (N, 10) of NumPy images (N, 1, 28, 28), in batches, without gradients."""
-        parts = [out for out, _ in self.batched(lambda x: self(self.as_tensor(x)).numpy(),
+        parts = [out for out, _ in self.batched(lambda x: self(self.as_tensor(x)).cpu().numpy(),
                                                 images)]
         return np.concatenate(parts) if parts else np.zeros((0, 10), np.float32)
 

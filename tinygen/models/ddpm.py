@@ -116,7 +116,7 @@ class DDPM(GenerativeModel):
         return lambda x, t: self.unet(x, t, labels)
 
     def training_loss(self, batch, rng):
-        x0, labels = batch[0], batch[1].numpy()
+        x0, labels = batch[0], batch[1].cpu().numpy()
         return self.diffusion.simple_loss(self.eps_fn(labels), x0, rng), {}
 
     def phases(self, data):

@@ -249,7 +249,7 @@ class GaussianDiffusion:
         keep = set(np.round(np.linspace(0, len(steps), trajectory)).astype(int)) \
             if trajectory else set()
         x = tensor(rng.standard_normal(shape).astype(dtype), device=device)
-        frames = [x.numpy()] if 0 in keep else []
+        frames = [x.cpu().numpy()] if 0 in keep else []
         iterator = steps
         if progress:
             from tqdm.auto import tqdm
@@ -262,9 +262,9 @@ class GaussianDiffusion:
                     prev = steps[k + 1] if k + 1 < len(steps) else -1
                     x = self.ddim_step(eps_fn, x, step, prev, rng, eta, clip)
                 if k + 1 in keep:
-                    frames.append(x.numpy())
+                    frames.append(x.cpu().numpy())
         frames = np.stack(frames) if frames else np.zeros((0,) + tuple(shape), dtype)
-        return x.numpy(), frames
+        return x.cpu().numpy(), frames
 
     # -- the variational bound ---------------------------------------------------------------------
     def prior_kl(self, x0):

@@ -149,7 +149,7 @@ class NVPToy(_FlowModel):
 
     def log_density(self, points) -> np.ndarray:
         """log q(x) as float64 NumPy (K,) for an array of points (K, 2), without gradients."""
-        parts = [lp.numpy().astype(np.float64) for lp, _ in
+        parts = [lp.cpu().numpy().astype(np.float64) for lp, _ in
                  self.batched(lambda p: self.log_prob(self.as_tensor(p)), np.asarray(points))]
         return np.concatenate(parts)
 
@@ -159,7 +159,7 @@ class NVPToy(_FlowModel):
 
     def latent(self, points) -> np.ndarray:
         """f(x) (N, 2) for points (N, 2)."""
-        return np.concatenate([z.numpy() for (z, _), _ in
+        return np.concatenate([z.cpu().numpy() for (z, _), _ in
                                self.batched(lambda p: self.flow(self.as_tensor(p)),
                                             np.asarray(points))])
 
@@ -167,7 +167,7 @@ class NVPToy(_FlowModel):
         """x = f^{-1}(z), z ~ N(0, I): points (n, 2)."""
         z = rng.standard_normal((n, 2))
         with no_grad():
-            return self.flow.inverse(self.as_tensor(z)).numpy()
+            return self.flow.inverse(self.as_tensor(z)).cpu().numpy()
 
     def save_samples(self, n, rng, path):
         """A scatter plot of ``n`` samples."""
@@ -357,7 +357,7 @@ class RealNVP(_FlowModel):
         for ll, _ in self.batched(lambda x, v: self.log_likelihood(self.as_tensor(x),
                                                                    self.as_tensor(v)),
                                   dataset.images, u):
-            total += float(ll.numpy().astype(np.float64).sum())
+            total += float(ll.cpu().numpy().astype(np.float64).sum())
         nll = -total / len(dataset.images)
         return {"nll_nats": nll, "bits_per_dim": nll / (self.dims * math.log(2.0))}
 
@@ -366,7 +366,7 @@ class RealNVP(_FlowModel):
         """Pixels in [0, 1] (N, 1, 28, 28) of latent codes z (N, 784) (NumPy)."""
         with no_grad():
             y = self.flow.inverse(self.as_tensor(z))
-            v = self.preprocess.inverse_continuous(y).numpy()
+            v = self.preprocess.inverse_continuous(y).cpu().numpy()
         return np.clip(v, 0.0, 1.0)
 
     def encode(self, images, seed=0) -> np.ndarray:
@@ -376,7 +376,7 @@ class RealNVP(_FlowModel):
         for (z, _), _ in self.batched(
                 lambda x, v: self.flow(self.preprocess(self.as_tensor(x), self.as_tensor(v))[0]),
                 images, u):
-            parts.append(z.numpy())
+            parts.append(z.cpu().numpy())
         return np.concatenate(parts)
 
     def sample(self, n, rng, temperature=1.0):

@@ -298,7 +298,7 @@ class PixelRNN(GenerativeModel):
         with ``binarize_seed``); ``bits_per_dim``: the same per pixel in bits."""
         values = self.eval_values(dataset.images)
         total = 0.0
-        for part, n in self.batched(lambda v: self.nll(v, "none").numpy(), values):
+        for part, n in self.batched(lambda v: self.nll(v, "none").cpu().numpy(), values):
             total += float(np.sum(part, dtype=np.float64))
         nll = total / len(values)
         return {"nll_nats": nll, "bits_per_dim": nll / (np.prod(values.shape[1:]) * math.log(2))}
@@ -308,7 +308,7 @@ class PixelRNN(GenerativeModel):
         """Draw pixel (row, col) of every image of ``values`` (N, 1, H, W) given the pixels
         before it (in place). The network only sees rows 0..row (enough: causal)."""
         x = self.as_tensor(self.inputs(values[:, :, :row + 1]))
-        logits = self(x).numpy()[:, :, row, col].astype(np.float64)       # (N, 1) or (N, 256)
+        logits = self(x).cpu().numpy()[:, :, row, col].astype(np.float64)       # (N, 1) or (N, 256)
         if self.levels == 2:
             p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
             values[:, 0, row, col] = rng.random(len(values)) < p

@@ -98,7 +98,7 @@ def features_and_labels(model, images):
 
     def run(b):
         phi = model.features(model.as_tensor(b))
-        return phi.numpy(), model.head(phi).numpy()
+        return phi.cpu().numpy(), model.head(phi).cpu().numpy()
     parts = [out for out, _ in model.batched(run, x)]
     feats = np.concatenate([p[0] for p in parts]).astype(np.float64)
     labels = np.concatenate([p[1] for p in parts]).argmax(axis=1).astype(np.int64)

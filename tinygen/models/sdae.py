@@ -87,7 +87,7 @@ class StackedDenoisingAutoencoder(GenerativeModel):
         def loss(batch, rng):
             with no_grad():
                 clean = self.net.features(batch[0], depth=k)                  # h_{k-1}, frozen
-            noisy = self.as_tensor(corrupt_array(clean.numpy(), "masking",
+            noisy = self.as_tensor(corrupt_array(clean.cpu().numpy(), "masking",
                                                  self.config.masking, rng))
             code = F.sigmoid(self.net.hidden[k](noisy))
             rec = F.sigmoid(self.pretrain_decoders[k](code))
@@ -121,7 +121,7 @@ class StackedDenoisingAutoencoder(GenerativeModel):
     def _error(self, net, dataset):
         """Fraction of ``dataset`` that ``net`` misclassifies."""
         logits = np.concatenate([out for out, _ in self.batched(
-            lambda x: net(self.as_tensor(x)).numpy(), dataset.images)])   # (N, 10)
+            lambda x: net(self.as_tensor(x)).cpu().numpy(), dataset.images)])   # (N, 10)
         return float(np.mean(logits.argmax(axis=1) != dataset.labels))
 
     def evaluate(self, dataset):

@@ -145,14 +145,14 @@ class M2Net(nn.Module):
         z = rng.standard_normal((n, self.latent_dim))
         with no_grad():
             params = self.decode(self.as_tensor(z), _one_hot(labels, self))
-            return self.likelihood(params).mean.numpy()
+            return self.likelihood(params).mean.cpu().numpy()
 
     def predict(self, x_np, batch=1000):
         """argmax_y q(y | x) for NumPy inputs (N, dim_x)."""
         out = []
         with no_grad():
             for s in range(0, len(x_np), batch):
-                out.append(self.classifier(self.as_tensor(x_np[s:s + batch])).numpy().argmax(1))
+                out.append(self.classifier(self.as_tensor(x_np[s:s + batch])).cpu().numpy().argmax(1))
         return np.concatenate(out)
 
     def log_weights(self, x, c, k, rng):
@@ -288,7 +288,7 @@ class M1(SemiSupervised):
 
     def error(self, dataset):
         with no_grad():
-            logits = self.head(self.as_tensor(self.features(dataset.images))).numpy()
+            logits = self.head(self.as_tensor(self.features(dataset.images))).cpu().numpy()
         return float(np.mean(logits.argmax(1) != dataset.labels))
 
     def evaluate(self, dataset):
@@ -328,7 +328,7 @@ class M2(SemiSupervised):
 
     def m2_loss(self, batch, rng):
         x_u, x_l, y_l = batch
-        return self.m2.loss(x_u, x_l, y_l.numpy(), self.config.alpha, rng)
+        return self.m2.loss(x_u, x_l, y_l.cpu().numpy(), self.config.alpha, rng)
 
     def phases(self, data):
         self._set_labelled(data)

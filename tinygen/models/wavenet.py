@@ -208,7 +208,7 @@ def generate_naive(net: WaveNetNet, prompt, length, rng, temperature=1.0):
     with no_grad():
         for _ in range(length):
             window = seq[:, -r:]                                  # (N, <= r)
-            logits = net(window).numpy()[:, -1]                   # (N, V)
+            logits = net(window).cpu().numpy()[:, -1]                   # (N, V)
             nxt = draw_categorical(logits, rng, temperature)
             out.append(nxt[:, None])
             seq = np.concatenate([window, nxt[:, None]], axis=1)
@@ -379,13 +379,15 @@ class WaveNet(GenerativeModel):
         ``bits_per_dim``."""
         if self.config.dataset == "text":
             total, count = 0.0, 0
-            for value, n in self.batched(lambda w: float(self.nll(tensor(w))), dataset.images):
+            for value, n in self.batched(
+                    lambda w: float(self.nll(tensor(w, device=self.device))), dataset.images):
                 total, count = total + value * n, count + n
             nats = total / max(count, 1)
             return {"bits_per_char": nats / math.log(2), "nats_per_char": nats}
         seqs = self.sequences(static_binarize(dataset.images, self.config.binarize_seed))
         total = sum(float(np.sum(part, dtype=np.float64)) for part, _ in
-                    self.batched(lambda s: self.nll(tensor(s), "none").numpy(), seqs))
+                    self.batched(lambda s: self.nll(tensor(s, device=self.device),
+                                                    "none").cpu().numpy(), seqs))
         nll = total / len(seqs)
         return {"nll_nats": nll, "bits_per_dim": nll / (784 * math.log(2))}
 

@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from .. import functional as F
+from ..backend import get_array_module
 from ..tensor import Tensor, ones, zeros
 from . import init
 from .conv import Conv2d
@@ -226,22 +227,23 @@ class DequantizeLogit(Module):
     def dequantize(self, x, u):
         """v = (k + u) / levels with k = round(x (levels - 1)); x, u arrays or Tensors of one
         shape, u in [0, 1). Returns a Tensor of x's dtype (no gradient flows: pixels are data)."""
-        xd = x.detach().numpy() if isinstance(x, Tensor) else np.asarray(x)
-        ud = u.detach().numpy() if isinstance(u, Tensor) else np.asarray(u)
+        xd = x.detach().data if isinstance(x, Tensor) else np.asarray(x)
+        xp = get_array_module(xd)                   # on the device of x (u may come from the host)
+        ud = xp.asarray(u.detach().data if isinstance(u, Tensor) else u)
         if xd.shape != ud.shape:
             raise ValueError(f"DequantizeLogit.dequantize: x and u must have one shape, got "
                              f"{xd.shape} and {ud.shape}")
-        dtype = xd.dtype if xd.dtype.kind == "f" else np.float32
-        k = np.round(xd.astype(np.float64) * (self.levels - 1))
+        dtype = xd.dtype if xd.dtype.kind == "f" else np.dtype(np.float32)
+        k = xp.round(xd.astype(np.float64) * (self.levels - 1))
         v = (k + ud) / self.levels
         # keep v strictly inside the bin [k, k + 1) / levels after rounding to the dtype
-        v = np.minimum(v.astype(dtype), np.nextafter(((k + 1) / self.levels).astype(dtype),
-                                                     dtype.type(0)))
+        v = xp.minimum(v.astype(dtype), xp.nextafter(((k + 1) / self.levels).astype(dtype),
+                                                     xp.zeros((), dtype)))
         return Tensor._wrap(v)
 
     def quantize(self, v):
         """The pixel levels of dequantized data: floor(v levels) / (levels - 1), clipped."""
-        vd = v.detach().numpy() if isinstance(v, Tensor) else np.asarray(v)
+        vd = v.detach().cpu().numpy() if isinstance(v, Tensor) else np.asarray(v)
         k = np.clip(np.floor(vd.astype(np.float64) * self.levels), 0, self.levels - 1)
         return (k / (self.levels - 1)).astype(vd.dtype if vd.dtype.kind == "f" else np.float32)
 

@@ -161,7 +161,7 @@ class GAN(GenerativeModel):
         on a fresh batch of latents. Returns the stats to log."""
         x = self.to_d_input(batch[0])
         n = x.shape[0]
-        y = self.one_hot(batch[1].numpy()) if self.conditional else None
+        y = self.one_hot(batch[1].cpu().numpy()) if self.conditional else None
         # -- D step: ascend V(D, G) = mean log D(x) + mean log(1 - D(G(z))) --------------------
         with no_grad():
             fake = self.G(self.as_tensor(self.latents(n, rng)), y)      # G fixed here
@@ -278,7 +278,7 @@ class GAN(GenerativeModel):
                 xb = self.to_d_input(self.as_tensor(arr[start:start + self.eval_batch_size]))
                 yb = (self.one_hot(labels[start:start + self.eval_batch_size])
                       if self.conditional else None)
-                vals.append(F.sigmoid(self.D_logit(xb, yb)).numpy())
+                vals.append(F.sigmoid(self.D_logit(xb, yb)).cpu().numpy())
             return float(np.concatenate(vals).mean())
         with no_grad():
             return {"d_real": mean_d(x, real_labels), "d_fake": mean_d(fake, fake_labels)}

@@ -19,7 +19,7 @@ PIXELS = 28 * 28
 
 
 def _array(g) -> np.ndarray:
-    return g.numpy() if hasattr(g, "numpy") else np.asarray(g)
+    return g.cpu().numpy() if hasattr(g, "numpy") else np.asarray(g)
 
 
 class ImageSpace:

@@ -220,8 +220,8 @@ class VAE(GenerativeModel):
         with no_grad():
             for _, xb, yb in self._batches(x, labels):
                 q = self.posterior(xb, yb).to(float64)
-                mus.append(q.mu.numpy())
-                logvars.append(q.logvar.numpy())
+                mus.append(q.mu.cpu().numpy())
+                logvars.append(q.logvar.cpu().numpy())
         return np.concatenate(mus), np.concatenate(logvars)
 
     def elbo(self, x, labels, rng):
@@ -230,7 +230,7 @@ class VAE(GenerativeModel):
         with no_grad():
             for sl, xb, yb in self._batches(x, labels):
                 lp, k = self.elbo_terms(xb, yb, rng, dtype=float64)
-                log_px[sl], kl[sl] = lp.numpy(), k.numpy()
+                log_px[sl], kl[sl] = lp.cpu().numpy(), k.cpu().numpy()
         return log_px - kl, log_px, kl
 
     def iw_log_likelihood(self, x, labels=None, k=5000, rng=None):
@@ -283,7 +283,7 @@ class VAE(GenerativeModel):
 
     def decode_to_images(self, z, labels=None):
         with no_grad():
-            mean = self.p_x_given_z(self.as_tensor(z), self._labels_tensor(labels)).mean.numpy()
+            mean = self.p_x_given_z(self.as_tensor(z), self._labels_tensor(labels)).mean.cpu().numpy()
         return self.to_image(mean.reshape((len(z),) + IMAGE_SHAPE))
 
     def reconstruct(self, images, labels=None):

@@ -190,7 +190,7 @@ class ToyVAE(MLPVAE):
         """Points x = mu_g(z) + sigma_g(z) u with z, u ~ N(0, I): float32 (n, 2)."""
         z = rng.standard_normal((n, self.latent_dim))
         with no_grad():
-            mean, logvar = (t.numpy() for t in self.decode(self.as_tensor(z)))
+            mean, logvar = (t.cpu().numpy() for t in self.decode(self.as_tensor(z)))
         return (mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)).astype(np.float32)
 
     def save_samples(self, n, rng, path, reference=None):
