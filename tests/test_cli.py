@@ -4,29 +4,18 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from PIL import Image
 
+from _synthetic import write_synthetic_mnist
 from tinygen.cli import main
-from tinygen.data import write_idx
 from tinygen.models import MODELS
 
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory):
     """A small MNIST-format directory (train and t10k IDX files, gzipped) of synthetic digits."""
-    d = tmp_path_factory.mktemp("mnist")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:28, 0:28]
-    for prefix, n in (("train", 240), ("t10k", 60)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        cy = 6 + 2 * (labels // 2)[:, None, None] + rng.normal(0, 0.5, (n, 1, 1))
-        cx = 6 + 3 * (labels % 5)[:, None, None] + rng.normal(0, 0.5, (n, 1, 1))
-        img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 12.5)
-        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", (img * 255).astype(np.uint8))
-        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return d
+    return write_synthetic_mnist(tmp_path_factory.mktemp("mnist"))
 
 
 def run(argv, capsys):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import cuda_emu
-from tinygen.data.idx import write_idx
+from _synthetic import write_synthetic_mnist
 
 
 @pytest.fixture
@@ -38,19 +38,6 @@ def emulated_gpu(monkeypatch):
     monkeypatch.setattr(_runtime, "_cupy_error", None)
     monkeypatch.setattr(backend, "_cupy", fake_cupy)
     monkeypatch.setattr(backend, "_cupy_error", None)
-
-
-def _digits(d):
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:28, 0:28]
-    for prefix, n in (("train", 60), ("t10k", 20)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        cy = 6 + 2 * (labels // 2)[:, None, None] + rng.normal(0, 0.5, (n, 1, 1))
-        cx = 6 + 3 * (labels % 5)[:, None, None] + rng.normal(0, 0.5, (n, 1, 1))
-        img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 12.5)
-        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", (img * 255).astype(np.uint8))
-        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return d
 
 
 def _final_metrics(out_dir):
@@ -88,7 +75,7 @@ def test_train_conv_ae_on_the_emulated_gpu_matches_the_cpu(tmp_path):
         if cuda_emu.gxx() is None:
             pytest.skip("no GPU and no g++ for the CUDA emulator")
         emulate = True
-    data = _digits(tmp_path)
+    data = write_synthetic_mnist(tmp_path, (("train", 60), ("t10k", 20)))
     common = ["train", "conv-ae", "--data", str(data), "--epochs", "1", "--batch-size", "20",
               "--channels", "2", "--latent-dim", "2", "--seed", "3", "--no-progress"]
     _train(common + ["--device", "cpu", "--out", str(tmp_path / "cpu")], False, tmp_path)
