@@ -192,8 +192,10 @@ class Function:
 
 
 def _topological_order(roots):
-    """Tensors reachable from ``roots`` through grad-requiring edges, consumers before producers."""
-    order, seen = [], set()
+    """Tensors reachable from ``roots`` through grad-requiring edges, consumers before producers,
+    and for each function with several outputs ``id(fn) -> [how many of its outputs are in the
+    order, gradient per output]`` (counted during the same walk)."""
+    order, seen, pending = [], set(), {}
     for root in roots:
         if id(root) in seen:
             continue
@@ -209,8 +211,12 @@ def _topological_order(roots):
             else:
                 stack.pop()
                 order.append(node)
+                fn = node._ctx
+                if fn is not None and fn.n_outputs > 1:
+                    entry = pending.setdefault(id(fn), [0, [None] * fn.n_outputs])
+                    entry[0] += 1
     order.reverse()
-    return order
+    return order, pending
 
 
 def _parents(t):
@@ -243,7 +249,7 @@ def backward_from(roots, root_grads, retain_graph=False, create_graph=False, inp
     With ``inputs=None`` leaf tensors accumulate into ``.grad``; otherwise the gradients of
     ``inputs`` are returned (as a list) and nothing is accumulated.
     """
-    order = _topological_order(roots)
+    order, pending = _topological_order(roots)
     grads = {}
     for r, g in zip(roots, root_grads):
         grads[id(r)] = grads[id(r)] + g if id(r) in grads else g
@@ -253,13 +259,8 @@ def backward_from(roots, root_grads, retain_graph=False, create_graph=False, inp
     # .grad attributes (or a .grad and a caller's array) ever share memory.
     handed = {id(g.data): g.data for g in root_grads}
     # A function with several outputs runs its backward once, at the last of its outputs in
-    # ``order``: every consumer of every output precedes that point, every input follows it.
-    pending = {}   # id(fn) -> [outputs still to visit, gradient per output]
-    for t in order:
-        fn = t._ctx
-        if fn is not None and fn.n_outputs > 1:
-            entry = pending.setdefault(id(fn), [0, [None] * fn.n_outputs])
-            entry[0] += 1
+    # ``order``: every consumer of every output precedes that point, every input follows it
+    # (``pending``: id(fn) -> [outputs still to visit, gradient per output]).
     prev_mode = _state["grad_enabled"]
     _state["grad_enabled"] = create_graph
     try:
