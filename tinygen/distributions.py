@@ -57,6 +57,9 @@ class _Distribution:
         self.fixed = fixed
 
     def to(self, dtype):
+        """The same distribution with its parameters cast to ``dtype`` (None: unchanged)."""
+        if dtype is None or all(p.dtype == dtype for p in self.params):
+            return self
         return type(self)(*(p.to(dtype) for p in self.params), **self.fixed)
 
     def _x(self, x):

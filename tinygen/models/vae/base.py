@@ -159,26 +159,21 @@ class VAE(GenerativeModel):
     def elbo_terms(self, x, y, rng, dtype=None):
         """(log p(x | z), KL(q(z|x) || p(z))) per sample, Tensors (N,), one z per sample;
         computed in ``dtype`` (default: the model's) from the networks' outputs."""
-        q = self.posterior(x, y)
-        q = q if dtype is None else q.to(dtype)
+        q = self.posterior(x, y).to(dtype)
         z = q.rsample(self.noise(q.mu.shape, rng, q.mu))
-        p = self.p_x_given_z(z.to(x.dtype), y)
-        p = p if dtype is None else p.to(dtype)
+        p = self.p_x_given_z(z.to(x.dtype), y).to(dtype)
         return p.log_prob(x), q.kl_standard()
 
     def log_weights(self, x, y, k, rng, dtype=None):
         """log p(x | z_i) + log p(z_i) - log q(z_i | x) for k samples z_i ~ q(z | x) per item,
         a Tensor (k, N), in ``dtype`` (default: the model's; float64 for evaluation)."""
-        q = self.posterior(x, y)
-        q = q if dtype is None else q.to(dtype)
+        q = self.posterior(x, y).to(dtype)
         n, d = q.mu.shape
         z = q.rsample(self.noise((k, n, d), rng, q.mu))                  # (k, N, d)
         zf = z.reshape(k * n, d).to(x.dtype)                              # k-major rows
         xk = F.cat([x] * k, dim=0)
         yk = None if y is None else F.cat([y] * k, dim=0)
-        p = self.p_x_given_z(zf, yk)
-        p = p if dtype is None else p.to(dtype)
-        log_px = p.log_prob(xk).reshape(k, n)
+        log_px = self.p_x_given_z(zf, yk).to(dtype).log_prob(xk).reshape(k, n)
         return log_px + standard_normal_log_prob(z) - q.log_prob(z)
 
     def iwae_bound(self, x, y, k, rng):
