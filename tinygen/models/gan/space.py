@@ -68,9 +68,8 @@ class ImageSpace:
         return model.save_grid(model.fixed_sample(100), path)
 
     def save_samples(self, model, n, rng, path):
-        from ... import plots as img
-        return img.save_image_grid(model.sample(n, rng), path, nrow=int(np.ceil(np.sqrt(n))),
-                                   scale=2)
+        from ..base import GenerativeModel
+        return GenerativeModel.save_samples(model, n, rng, path)      # the default image grid
 
     def pictures(self, model, out_dir, dataset, rng, train_images):
         from ... import plots as img
