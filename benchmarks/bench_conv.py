@@ -90,7 +90,7 @@ def bench_layers(batch, repeat, baseline=None, clock=None):
             (lambda: F.conv_transpose2d(tx, tw, tb, stride=s))
         pt_op = (lambda: torch.nn.functional.conv2d(px, pw, pb, stride=s)) if kind == "conv" \
             else (lambda: torch.nn.functional.conv_transpose2d(px, pw, pb, stride=s))
-        gy = tg_op().data
+        gy = tg_op().array
         tgy, pgy = tinygen.tensor(np.ones_like(gy)), torch.ones(gy.shape)
 
         def tg_fb():

@@ -92,7 +92,7 @@ def main():
         tb = tinygen.tensor(np.zeros(cout, np.float32), requires_grad=True)
         op = (lambda: F.conv2d(tx, tw, tb, stride=s)) if kind == "conv" else \
             (lambda: F.conv_transpose2d(tx, tw, tb, stride=s))
-        gy = tinygen.tensor(np.ones_like(op().data))
+        gy = tinygen.tensor(np.ones_like(op().array))
 
         def fb():
             tx.grad = tw.grad = tb.grad = None

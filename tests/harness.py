@@ -87,7 +87,7 @@ def _tensor(data, **kwargs):
 
 def _host(t):
     """A tensor's data as a NumPy array (copied from the device when needed)."""
-    return tinygen.backend.to_numpy(t.data)
+    return tinygen.backend.to_numpy(t.array)
 
 
 __all__ = ["DEVICE", "check_op", "numeric_grad", "numeric_jacobian", "directional_check",

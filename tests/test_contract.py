@@ -99,8 +99,8 @@ def test_build_train_checkpoint_reload_evaluate_sample(name, tmp_path):
     mine, theirs = model.state_dict(), back.state_dict()
     assert set(mine) == set(theirs)
     for key in mine:
-        np.testing.assert_array_equal(tinygen.backend.to_numpy(theirs[key].data),
-                                      tinygen.backend.to_numpy(mine[key].data), err_msg=key)
+        np.testing.assert_array_equal(tinygen.backend.to_numpy(theirs[key].array),
+                                      tinygen.backend.to_numpy(mine[key].array), err_msg=key)
 
     back.eval()
     metrics = back.evaluate(data.val)

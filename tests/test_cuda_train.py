@@ -124,7 +124,7 @@ def test_random_draws_and_initialisation_stay_on_the_device(emulated_gpu):
     tinygen.manual_seed(4)
     x = tinygen.randn(3, 5, device="cuda")
     layer = nn.Linear(5, 2).to("cuda")
-    layer.weight.data[...] = 0.0
+    layer.weight.array[...] = 0.0
     with tinygen.no_grad():
         layer.weight.uniform_(-1.0, 1.0)
     assert x.device == "cuda" and layer.weight.device == "cuda"

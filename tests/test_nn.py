@@ -118,12 +118,12 @@ def test_state_dict_round_trip_gives_identical_outputs():
     b = Net()
     x = tinygen.randn(4, 3)
     assert not np.allclose(a(x).detach().numpy(), b(x).detach().numpy())
-    weight, array, version = b.body[0].weight, b.body[0].weight.data, b.body[0].weight._version
+    weight, array, version = b.body[0].weight, b.body[0].weight.array, b.body[0].weight._version
     result = b.load_state_dict(a.state_dict())
     assert result.missing_keys == [] and result.unexpected_keys == []
     np.testing.assert_array_equal(a(x).detach().numpy(), b(x).detach().numpy())
     # in place: same Parameter, same memory, version bumped
-    assert b.body[0].weight is weight and weight.data is array and weight._version > version
+    assert b.body[0].weight is weight and weight.array is array and weight._version > version
     arrays = {k: v.numpy().copy() for k, v in a.state_dict().items()}
     c = Net()
     c.load_state_dict(arrays)  # plain arrays work too
@@ -229,11 +229,11 @@ def test_parameter():
     t = tinygen.zeros(2)
     p = nn.Parameter(t)
     assert p.requires_grad and p.is_leaf and isinstance(p, tinygen.Tensor)
-    assert p.data is t.data  # a Tensor's memory is shared, as in PyTorch
+    assert p.array is t.array  # a Tensor's memory is shared, as in PyTorch
     assert p.dtype == np.float32 and nn.Parameter([1.0, 2.0]).dtype == np.float32
     arr = np.ones(3)
     q = nn.Parameter(arr, requires_grad=False)
-    assert not q.requires_grad and q.dtype == np.float64 and q.data is not arr
+    assert not q.requires_grad and q.dtype == np.float64 and q.array is not arr
     assert (p * 2).grad_fn is not None and type(p * 2) is tinygen.Tensor
     with pytest.raises(RuntimeError, match="only floating point"):
         nn.Parameter(tinygen.tensor([1, 2]))
@@ -523,9 +523,9 @@ def test_init_statistics():
 
 def test_init_in_place_on_parameters_and_generator_reproducibility():
     p = nn.Parameter(tinygen.zeros(4, 5))
-    array, version = p.data, p._version
+    array, version = p.array, p._version
     assert nn.init.kaiming_uniform_(p, generator=tinygen.Generator(1)) is p  # grad mode is on
-    assert p.data is array and p._version == version + 1 and p.requires_grad
+    assert p.array is array and p._version == version + 1 and p.requires_grad
     q = nn.Parameter(tinygen.zeros(4, 5))
     nn.init.kaiming_uniform_(q, generator=tinygen.Generator(1))
     np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
@@ -591,7 +591,7 @@ def test_clip_grad_norm_reference(norm_type, max_norm):
     for i, p in enumerate(_params_with_grads(grads)):
         setattr(model, f"p{i}", p)
     model.p3 = nn.Parameter(tinygen.zeros(2))  # no gradient: skipped
-    old = [p.grad.data for p in model.parameters() if p.grad is not None]
+    old = [p.grad.array for p in model.parameters() if p.grad is not None]
     total = nn.utils.clip_grad_norm_(model.parameters(), max_norm, norm_type)  # a generator
     flat = np.concatenate([g.ravel() for g in grads])
     expected = np.abs(flat).max() if norm_type == math.inf else \

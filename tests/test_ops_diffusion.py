@@ -314,7 +314,7 @@ def test_causal_attention_does_not_look_ahead():
     q = tinygen.randn(1, 5, 4, dtype=tinygen.float64)
     kv = tinygen.randn(1, 5, 4, dtype=tinygen.float64)
     kv2 = tinygen.tensor(kv.numpy().copy())
-    kv2.data[0, 3:] += 10.0   # change the future
+    kv2.array[0, 3:] += 10.0   # change the future
     a = F.scaled_dot_product_attention(q, kv, kv, is_causal=True).numpy()
     b = F.scaled_dot_product_attention(q, kv2, kv2, is_causal=True).numpy()
     np.testing.assert_array_equal(a[0, :3], b[0, :3])

@@ -31,10 +31,10 @@ class Square(Function):
             scale.reshape(-1)[0] += 3e-6
             return g * (2.0 * x) * Tensor._wrap(scale.astype(x.dtype)).to(x.device)
         if self.mode == "detached":  # right values, but the backward is not differentiable
-            return g * Tensor._wrap(2.0 * x.data)
+            return g * Tensor._wrap(2.0 * x.array)
         if self.mode == "mutating":
             out = g * (2.0 * x)
-            x.data[...] = 0.0
+            x.array[...] = 0.0
             return out
         if self.mode == "float32_bug":  # right in float64, 1% off in float32
             return g * ((2.02 if x.dtype == np.float32 else 2.0) * x)
@@ -60,11 +60,11 @@ def test_forward_against_the_reference():
 
 def test_output_type_and_dtype():
     with pytest.raises(AssertionError, match="not a Tensor"):
-        check_op(lambda x: x.data * 2, [X])
+        check_op(lambda x: x.array * 2, [X])
     with pytest.raises(AssertionError, match="gave a float32 output"):
         check_op(lambda x: (x * 2).to(np.float32), [X])
     with pytest.raises(AssertionError, match="does not require grad"):
-        check_op(lambda x: Tensor._wrap(x.data * 2), [X])
+        check_op(lambda x: Tensor._wrap(x.array * 2), [X])
 
 
 def test_first_order_directional_derivative():
@@ -107,7 +107,7 @@ def test_zero_second_order_passes_for_piecewise_linear_ops():
 
 def test_mutation_is_detected_in_forward_and_backward():
     def mutate_forward(x, t):
-        t.data[...] += 1.0  # t does not require grad: nothing else stops this
+        t.array[...] += 1.0  # t does not require grad: nothing else stops this
         return x * 2.0
     with pytest.raises(AssertionError, match="the forward mutated input 1"):
         check_op(mutate_forward, [X, X], wrt=[0])

@@ -188,11 +188,11 @@ def test_step_is_in_place_bumps_versions_and_skips_params_without_grad():
     a = nn.Parameter(tinygen.tensor(np.ones(3)))
     b = nn.Parameter(tinygen.tensor(np.ones(2)))
     opt = optim.SGD([a, b], lr=0.5)
-    array, version = a.data, a._version
+    array, version = a.array, a._version
     y = (a * a).sum()  # saves a for its backward
     a.grad = tinygen.tensor(np.ones(3))
     opt.step()
-    assert a.data is array and a._version == version + 1
+    assert a.array is array and a._version == version + 1
     np.testing.assert_array_equal(a.detach().numpy(), 0.5)
     np.testing.assert_array_equal(b.detach().numpy(), 1.0)  # no gradient: untouched, no state
     assert b not in opt.state and b._version == 0
@@ -319,7 +319,7 @@ def test_load_state_dict_accepts_tensors():
     other = optim.SGD(clones, lr=0.1, momentum=0.9)
     other.load_state_dict(saved)
     buf = other.state[clones[1]]["momentum_buffer"]
-    assert isinstance(buf, np.ndarray) and buf is not saved["state"][1]["momentum_buffer"].data
+    assert isinstance(buf, np.ndarray) and buf is not saved["state"][1]["momentum_buffer"].array
     assert other.state[clones[0]]["momentum_buffer"].flags.c_contiguous
     for x, y in zip(run_ours(opt, params, offsets, 2), run_ours(other, clones, offsets, 2)):
         np.testing.assert_array_equal(x, y)

@@ -799,7 +799,7 @@ def test_numpy_refuses_a_tensor_that_requires_grad_like_pytorch():
         with pytest.raises(RuntimeError, match=r"requires grad\. Use tensor\.detach\(\)\.numpy"):
             t.numpy()
     view = w.detach().numpy()
-    assert view.flags.writeable and np.shares_memory(view, w.data)   # PyTorch shares it too
+    assert view.flags.writeable and np.shares_memory(view, w.array)   # PyTorch shares it too
     with tinygen.no_grad():
         np.testing.assert_array_equal((w * 2).numpy(), [2.0, 4.0])
     (w * w).sum().backward()

@@ -29,7 +29,7 @@ def test_attributes_and_conversions():
     t = tinygen.tensor(values, requires_grad=True)
     assert t.shape == (2, 2) and t.ndim == 2 and t.dtype == np.float32 and t.device == "cpu"
     assert t.requires_grad and t.is_leaf and t.grad is None and t.grad_fn is None
-    assert isinstance(t.data, np.ndarray) and t.detach().numpy() is t.data
+    assert isinstance(t.array, np.ndarray) and t.detach().numpy() is t.array
     np.testing.assert_array_equal(t.detach().numpy(), np.array(values, dtype=np.float32))
     assert t.size() == (2, 2) and t.size(1) == 2 and t.size(-2) == 2
     assert t.numel() == 4 and t.dim() == 2
@@ -438,7 +438,7 @@ def test_bad_device_string_is_a_value_error(make, device):
 def test_cpu_device_everywhere():
     for t in (tinygen.tensor([1.0], device="cpu"), tinygen.zeros(1, device="cpu"),
               tinygen.randn(1, device=None)):
-        assert t.device == "cpu" and isinstance(t.data, np.ndarray)
+        assert t.device == "cpu" and isinstance(t.array, np.ndarray)
 
 
 # -- in-place ops ----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ class Linear1(nn.Module):
         from dataclasses import make_dataclass
         self.config = make_dataclass("Linear1Config", [("width", int, 3)])()
         self.lin = nn.Linear(3, 1, bias=False)
-        self.lin.weight.data[...] = 0.0
+        self.lin.weight.array[...] = 0.0
 
     def loss(self, batch, rng):
         x, y = batch
@@ -64,14 +64,14 @@ def test_prepare_changes_the_numpy_batch_before_the_device(tmp_path):
 
     model, _ = _fit(tmp_path, {"prepare": prepare, "optimizer": "sgd"})
     assert seen == [(8, 3)]
-    np.testing.assert_array_equal(model.lin.weight.data, 0.0)
+    np.testing.assert_array_equal(model.lin.weight.array, 0.0)
 
 
 def test_sgd_phase_takes_the_sgd_step(tmp_path):
     model, trainer = _fit(tmp_path, {"optimizer": "sgd"}, lr=0.1)
     x, y = _data()
     want, _ = _sgd_step(np.zeros(3), x, y, 0.1)
-    np.testing.assert_allclose(model.lin.weight.data.reshape(-1), want, rtol=1e-5)
+    np.testing.assert_allclose(model.lin.weight.array.reshape(-1), want, rtol=1e-5)
     assert type(trainer.optimizer).__name__ == "SGD"
 
 
@@ -87,7 +87,7 @@ def test_clip_grad_norm_bounds_the_step_and_logs_the_norm(tmp_path):
     x, y = _data()
     _, grad = _sgd_step(np.zeros(3), x, y, 1.0)
     model, trainer = _fit(tmp_path, {"optimizer": "sgd", "clip_grad_norm": 0.1}, lr=1.0)
-    step = model.lin.weight.data.reshape(-1).astype(np.float64)
+    step = model.lin.weight.array.reshape(-1).astype(np.float64)
     assert np.linalg.norm(grad) > 1.0                       # clipping was needed
     np.testing.assert_allclose(np.linalg.norm(step), 0.1, rtol=1e-4)
     np.testing.assert_allclose(step, -grad / np.linalg.norm(grad) * 0.1, rtol=1e-4)
@@ -107,7 +107,7 @@ def test_lr_schedule_sets_each_steps_learning_rate(tmp_path):
     assert calls == [(0, 2), (1, 2)]
     x, y = _data()
     want, _ = _sgd_step(np.zeros(3), x, y, 0.1)          # only the second step moved
-    np.testing.assert_allclose(model.lin.weight.data.reshape(-1), want, rtol=1e-5)
+    np.testing.assert_allclose(model.lin.weight.array.reshape(-1), want, rtol=1e-5)
 
 
 def test_warmup_cosine_shape():
@@ -143,31 +143,31 @@ def test_bad_hook_options_are_refused():
 # -- EMA ----------------------------------------------------------------------------------------------
 def test_ema_formula_with_and_without_warmup():
     lin = nn.Linear(2, 2)
-    w0 = lin.weight.data.copy()
+    w0 = lin.weight.array.copy()
     ema = nn.EMA(lin, decay=0.9, warmup=True)
-    lin.weight.data[...] = 1.0
+    lin.weight.array[...] = 1.0
     ema.update()                                       # d_0 = min(0.9, 1/10) = 0.1
-    np.testing.assert_allclose(ema.shadow_0.data, 0.1 * w0 + 0.9, rtol=1e-6)
+    np.testing.assert_allclose(ema.shadow_0.array, 0.1 * w0 + 0.9, rtol=1e-6)
     assert ema.current_decay() == pytest.approx(2 / 11)
     plain = nn.EMA(lin, decay=0.9, warmup=False)
-    lin.weight.data[...] = 2.0
+    lin.weight.array[...] = 2.0
     plain.update()
-    np.testing.assert_allclose(plain.shadow_0.data, 0.9 * 1.0 + 0.1 * 2.0, rtol=1e-6)
+    np.testing.assert_allclose(plain.shadow_0.array, 0.9 * 1.0 + 0.1 * 2.0, rtol=1e-6)
     assert list(lin.parameters()) and not list(ema.parameters())
 
 
 def test_ema_applied_swaps_weights_in_and_back_even_on_error():
     lin = nn.Linear(2, 1)
     ema = nn.EMA(lin, decay=0.5, warmup=False)
-    own = lin.weight.data.copy()
-    lin.weight.data[...] += 4.0
+    own = lin.weight.array.copy()
+    lin.weight.array[...] += 4.0
     ema.update()                               # shadow = own + 2
-    moved = lin.weight.data.copy()
+    moved = lin.weight.array.copy()
     with pytest.raises(KeyError):
         with ema.applied():
-            np.testing.assert_allclose(lin.weight.data, own + 2.0, rtol=1e-6)
+            np.testing.assert_allclose(lin.weight.array, own + 2.0, rtol=1e-6)
             raise KeyError("inside")
-    np.testing.assert_array_equal(lin.weight.data, moved)
+    np.testing.assert_array_equal(lin.weight.array, moved)
 
 
 def test_ema_refuses_bad_arguments():
@@ -192,10 +192,10 @@ def test_ema_in_after_step_is_checkpointed_and_resume_is_exact(tmp_path):
         return model
 
     full = run(4)
-    assert int(full.ema.num_updates.data) == 8
+    assert int(full.ema.num_updates.array) == 8
     ckpt = load_checkpoint(tmp_path / "full" / "last.ckpt")
-    np.testing.assert_array_equal(ckpt["state_dict"]["ema.shadow_0"], full.ema.shadow_0.data)
+    np.testing.assert_array_equal(ckpt["state_dict"]["ema.shadow_0"], full.ema.shadow_0.array)
     run(2, name="part")
     resumed = run(4, resume=str(tmp_path / "part" / "last.ckpt"), name="part")
-    np.testing.assert_array_equal(resumed.ema.shadow_0.data, full.ema.shadow_0.data)
-    np.testing.assert_array_equal(resumed.lin.weight.data, full.lin.weight.data)
+    np.testing.assert_array_equal(resumed.ema.shadow_0.array, full.ema.shadow_0.array)
+    np.testing.assert_array_equal(resumed.lin.weight.array, full.lin.weight.array)

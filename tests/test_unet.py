@@ -48,7 +48,7 @@ def test_starts_at_zero_and_conditioning_reaches_the_output():
     t = np.array([5, 500, 900])
     assert np.all(net(x, t, np.array([1, 2, 3])).detach().numpy() == 0)      # zero-initialized output
     for p in net.parameters():                                       # move off the zero start
-        p.data += 0.05 * np.random.default_rng(0).standard_normal(p.shape).astype(p.dtype)
+        p.array += 0.05 * np.random.default_rng(0).standard_normal(p.shape).astype(p.dtype)
     with tinygen.no_grad():
         a = net(x, t, np.array([1, 2, 3])).numpy()
         b = net(x, t, np.array([1, 2, 4])).numpy()
@@ -132,7 +132,7 @@ def test_ddpm_trains_with_ema_saves_grid_and_trajectory_and_evaluates(tmp_path):
     trainer = Trainer(model, model.phases(data), (data.train.images, data.train.labels), cfg)
     trainer.fit()
     # the EMA followed the 8 steps: its weights differ from the raw ones and are saved
-    assert int(model.ema.num_updates.data) == 8
+    assert int(model.ema.num_updates.array) == 8
     raw = model.unet.conv_in.weight.detach().numpy().copy()
     with model.ema.applied():
         averaged = model.unet.conv_in.weight.detach().numpy().copy()

@@ -135,7 +135,7 @@ class Function:
     def apply(cls, *inputs, **params):
         """Run the forward on ``inputs`` (Tensors) and link the result into the graph."""
         fn = cls()
-        raw = fn.forward(*[t.data for t in inputs], **params)
+        raw = fn.forward(*[t.array for t in inputs], **params)
         multi = type(raw) is tuple
         outs = tuple(Tensor._wrap(a) for a in raw) if multi else (Tensor._wrap(raw),)
         if cls.is_view:
@@ -257,7 +257,7 @@ def backward_from(roots, root_grads, retain_graph=False, create_graph=False, inp
     # Arrays already stored in some .grad (or held by the caller as a seed), kept alive here so
     # their ids stay unique: a leaf whose gradient is one of them gets its own copy, so that no two
     # .grad attributes (or a .grad and a caller's array) ever share memory.
-    handed = {id(g.data): g.data for g in root_grads}
+    handed = {id(g.array): g.array for g in root_grads}
     # A function with several outputs runs its backward once, at the last of its outputs in
     # ``order``: every consumer of every output precedes that point, every input follows it
     # (``pending``: id(fn) -> [outputs still to visit, gradient per output]).
@@ -303,8 +303,8 @@ def backward_from(roots, root_grads, retain_graph=False, create_graph=False, inp
             for i, (inp, gi) in enumerate(zip(fn.inputs, in_grads)):
                 if gi is None or not inp.requires_grad:
                     continue
-                if not isinstance(gi, Tensor) or gi.data.shape != inp.data.shape or \
-                        gi.data.dtype != inp.data.dtype:
+                if not isinstance(gi, Tensor) or gi.array.shape != inp.array.shape or \
+                        gi.array.dtype != inp.array.dtype:
                     gi = _conform(gi, inp, fn, i)
                 key = id(inp)
                 acc = grads.get(key)
@@ -327,7 +327,7 @@ def backward_from(roots, root_grads, retain_graph=False, create_graph=False, inp
 
 
 def _accumulate_leaf(t, g, create_graph, handed):
-    data = g.data
+    data = g.array
     if id(data) in handed or data.base is not None:
         # already some .grad, the caller's seed, or a view of something: a copy of its own
         # (a differentiable clone when the graph of the gradient is being recorded)
@@ -338,11 +338,11 @@ def _accumulate_leaf(t, g, create_graph, handed):
             g = Tensor._wrap(data.copy())
     elif not create_graph:
         g = Tensor._wrap(data)
-    handed[id(g.data)] = g.data
+    handed[id(g.array)] = g.array
     if t.grad is None:
         t.grad = g
     else:
-        t.grad = t.grad + g if create_graph else Tensor._wrap(t.grad.data + g.data)
+        t.grad = t.grad + g if create_graph else Tensor._wrap(t.grad.array + g.array)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
@@ -388,7 +388,7 @@ def _seed_grad(output, g, name):
         raise RuntimeError(f"element of shape {tuple(output.shape)} does not require grad and "
                            f"has no grad_fn; nothing to differentiate")
     if g is None:
-        if output.data.size != 1:
+        if output.array.size != 1:
             raise RuntimeError(
                 f"grad can be implicitly created only for scalar outputs; the output has shape "
                 f"{tuple(output.shape)}, so pass {name} (e.g. ones_like(output))")

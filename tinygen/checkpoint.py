@@ -27,7 +27,7 @@ KIND = "checkpoint"
 def to_numpy_tree(value):
     """Tensors and device arrays anywhere in nested dicts/lists/tuples -> NumPy arrays."""
     if isinstance(value, Tensor):
-        return np.array(backend.to_numpy(value.data))
+        return np.array(backend.to_numpy(value.array))
     if isinstance(value, dict):
         return type(value)((k, to_numpy_tree(v)) for k, v in value.items())
     if isinstance(value, (list, tuple)):

@@ -222,7 +222,7 @@ def importance_weighted_log_likelihood(log_weights, n: int, k: int, rows: int = 
         parts = []
         for k0 in range(0, k, per_item):
             w = log_weights(sl, min(per_item, k - k0))
-            parts.append(np.asarray(to_numpy(w.data if isinstance(w, Tensor) else w),
+            parts.append(np.asarray(to_numpy(w.array if isinstance(w, Tensor) else w),
                                     np.float64))
         log_w = np.concatenate(parts)                                    # (k, b)
         top = log_w.max(axis=0)

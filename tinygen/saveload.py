@@ -27,7 +27,7 @@ _TENSOR = "__tinygen_tensor__"
 
 def _pack(obj, where="obj"):
     if isinstance(obj, Tensor):
-        return {_TENSOR: backend.to_numpy(obj.data), "requires_grad": bool(obj.requires_grad)}
+        return {_TENSOR: backend.to_numpy(obj.array), "requires_grad": bool(obj.requires_grad)}
     if isinstance(obj, dict):
         if _TENSOR in obj:
             raise ValueError(f"save: {where} has the reserved key {_TENSOR!r}")

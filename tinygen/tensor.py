@@ -104,16 +104,20 @@ class Tensor:
 
     ``Tensor(data, requires_grad=False, dtype=None, device="cpu")`` is the same as
     :func:`tinygen.tensor`.
+
+    ``t.array`` is the backing array itself: a ``numpy.ndarray`` on the CPU, a ``cupy.ndarray``
+    on a GPU, shared (no copy), whatever ``requires_grad`` says. It is what a Function's forward
+    receives and what kernels work on; writing into it bypasses autograd's checks.
     """
 
     # _out_index: which output of its grad_fn (_ctx) this tensor is (Functions may have several)
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_vbox", "_retains_grad", "_out_index",
+    __slots__ = ("array", "grad", "requires_grad", "_ctx", "_vbox", "_retains_grad", "_out_index",
                  "__weakref__")
     __array_ufunc__ = None  # make NumPy defer to our reflected operators (ndarray * Tensor)
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
         t = tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
-        self.data, self.grad, self.requires_grad = t.data, None, t.requires_grad
+        self.array, self.grad, self.requires_grad = t.array, None, t.requires_grad
         self._ctx, self._vbox, self._retains_grad, self._out_index = None, [0], False, 0
 
     @classmethod
@@ -122,7 +126,7 @@ class Tensor:
         t = object.__new__(cls)
         if type(data) is not np.ndarray and isinstance(data, np.generic):
             data = np.asarray(data)  # NumPy returns scalars from 0-d operations
-        t.data = data
+        t.array = data
         t.grad = None
         t.requires_grad = False
         t._ctx = None
@@ -134,31 +138,31 @@ class Tensor:
     # -- properties --------------------------------------------------------------------------
     @property
     def shape(self) -> Size:
-        return Size(self.data.shape)
+        return Size(self.array.shape)
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def device(self) -> device:
         """The device (``tinygen.device``; equal to the string ``"cpu"`` or ``"cuda"``)."""
-        return _DEVICES[backend.device_of(self.data)]
+        return _DEVICES[backend.device_of(self.array)]
 
     @property
     def is_cuda(self) -> bool:
-        return backend.device_of(self.data) == "cuda"
+        return backend.device_of(self.array) == "cuda"
 
     def is_floating_point(self) -> bool:
-        return self.data.dtype.kind == "f"
+        return self.array.dtype.kind == "f"
 
     @property
     def _xp(self):
-        return backend.get_array_module(self.data)
+        return backend.get_array_module(self.array)
 
     @property
     def is_leaf(self) -> bool:
@@ -182,18 +186,18 @@ class Tensor:
 
     def size(self, dim=None):
         """The shape (PyTorch's ``size()``), or its length along ``dim``."""
-        return Size(self.data.shape) if dim is None else self.data.shape[dim]
+        return Size(self.array.shape) if dim is None else self.array.shape[dim]
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self.array.size)
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     def __len__(self):
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def __iter__(self):
         if self.ndim == 0:
@@ -214,16 +218,16 @@ class Tensor:
                                "tensor.detach().numpy() instead.")
         if self.device != "cpu":
             raise TypeError("numpy(): the tensor is on 'cuda'; call .cpu() first")
-        return self.data
+        return self.array
 
     def item(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"item(): only one-element tensors can be converted to a Python "
                              f"scalar, got shape {tuple(self.shape)}")
-        return self.data.reshape(()).item()
+        return self.array.reshape(()).item()
 
     def tolist(self):
-        return backend.to_numpy(self.data).tolist()
+        return backend.to_numpy(self.array).tolist()
 
     def __float__(self):
         return float(self.item())
@@ -232,18 +236,18 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise RuntimeError(f"the truth value of a tensor with shape {tuple(self.shape)} is "
                                f"ambiguous; use .any() or .all()")
         return bool(self.item())
 
     def __repr__(self):
-        body = np.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(",
+        body = np.array2string(backend.to_numpy(self.array), separator=", ", prefix="tensor(",
                                precision=4)
         extras = []
         if self.device != "cpu":
             extras.append(f"device='{self.device}'")
-        if self.dtype not in (float32, int64, bool_) or self.data.size == 0:
+        if self.dtype not in (float32, int64, bool_) or self.array.size == 0:
             extras.append(f"dtype={self.dtype}")
         if self._ctx is not None:
             extras.append(f"grad_fn={self._ctx!r}")
@@ -253,7 +257,7 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         """A tensor sharing this one's data, cut from the graph (shares the version counter)."""
-        t = Tensor._wrap(self.data)
+        t = Tensor._wrap(self.array)
         t._vbox = self._vbox
         return t
 
@@ -447,10 +451,10 @@ class Tensor:
 
     def contiguous(self) -> "Tensor":
         """This tensor when its memory is C-contiguous, else a contiguous copy."""
-        return self if self.data.flags.c_contiguous else F.clone(self)
+        return self if self.array.flags.c_contiguous else F.clone(self)
 
     def is_contiguous(self) -> bool:
-        return bool(self.data.flags.c_contiguous)
+        return bool(self.array.flags.c_contiguous)
 
     def narrow(self, dim, start, length):
         """The slice ``start:start + length`` along ``dim`` (a view)."""
@@ -503,7 +507,7 @@ class Tensor:
         self._check_inplace("masked_fill_", value)
         from .autograd import no_grad
         with no_grad():
-            self.data[...] = F.masked_fill(self, mask, value).data
+            self.array[...] = F.masked_fill(self, mask, value).array
         return self
 
     def tan(self): return F.tan(self)
@@ -559,7 +563,7 @@ class Tensor:
         """Overwrite this tensor's memory with ``fn`` of its detached self (and detached args)."""
         self._check_inplace(name, other)
         detached = [a.detach() if isinstance(a, Tensor) else a for a in args]
-        self.data[...] = fn(self.detach(), *detached).data
+        self.array[...] = fn(self.detach(), *detached).array
         return self
 
     def lerp_(self, end, weight):
@@ -595,17 +599,17 @@ class Tensor:
                                f"operand (shape {tuple(other.shape)}) requires grad, so its "
                                f"gradient would be lost; use out-of-place ops (cat, stack, where) "
                                f"or .detach() the operand")
-        if not self.data.flags.writeable:
+        if not self.array.flags.writeable:
             raise RuntimeError(f"{name}: the tensor's memory is read-only (an expanded or "
                                f"broadcast view); .clone() it first")
         self._vbox[0] += 1
 
     def _inplace(self, name, ufunc, other, alpha=1):
         self._check_inplace(name, other)
-        other = other.data if isinstance(other, Tensor) else other
+        other = other.array if isinstance(other, Tensor) else other
         if alpha != 1:
             other = other * alpha
-        ufunc(self.data, other, out=self.data, casting="same_kind")
+        ufunc(self.array, other, out=self.array, casting="same_kind")
         return self
 
     def add_(self, other, alpha=1):
@@ -645,7 +649,7 @@ class Tensor:
         self._check_inplace(name)
         from .autograd import no_grad
         with no_grad():
-            self.data[...] = fn(self, *args).data
+            self.array[...] = fn(self, *args).array
         return self
 
     def sqrt_(self): return self._unary_("sqrt_", F.sqrt)
@@ -666,18 +670,18 @@ class Tensor:
         """``self += value * tensor1 * tensor2``."""
         self._check_inplace("addcmul_", tensor1)
         self._check_inplace("addcmul_", tensor2)
-        t1 = tensor1.data if isinstance(tensor1, Tensor) else tensor1
-        t2 = tensor2.data if isinstance(tensor2, Tensor) else tensor2
-        self.data += (value * t1 * t2).astype(self.dtype, copy=False)
+        t1 = tensor1.array if isinstance(tensor1, Tensor) else tensor1
+        t2 = tensor2.array if isinstance(tensor2, Tensor) else tensor2
+        self.array += (value * t1 * t2).astype(self.dtype, copy=False)
         return self
 
     def addcdiv_(self, tensor1, tensor2, value=1):
         """``self += value * tensor1 / tensor2``."""
         self._check_inplace("addcdiv_", tensor1)
         self._check_inplace("addcdiv_", tensor2)
-        t1 = tensor1.data if isinstance(tensor1, Tensor) else tensor1
-        t2 = tensor2.data if isinstance(tensor2, Tensor) else tensor2
-        self.data += (value * t1 / t2).astype(self.dtype, copy=False)
+        t1 = tensor1.array if isinstance(tensor1, Tensor) else tensor1
+        t2 = tensor2.array if isinstance(tensor2, Tensor) else tensor2
+        self.array += (value * t1 / t2).astype(self.dtype, copy=False)
         return self
 
     # -- new tensors with this one's dtype and device (PyTorch's ``new_*``) -----------------------
@@ -703,50 +707,50 @@ class Tensor:
 
     def zero_(self):
         self._check_inplace("zero_")
-        self.data[...] = 0
+        self.array[...] = 0
         return self
 
     def fill_(self, value):
         self._check_inplace("fill_", value)
-        self.data[...] = value.data if isinstance(value, Tensor) else value
+        self.array[...] = value.array if isinstance(value, Tensor) else value
         return self
 
     def copy_(self, src):
         """Copy ``src`` (Tensor or array, broadcastable) into this tensor's memory."""
         self._check_inplace("copy_", src)
-        src = src.data if isinstance(src, Tensor) else src
+        src = src.array if isinstance(src, Tensor) else src
         if self.device == "cpu":
             src = backend.to_numpy(src)
-        self.data[...] = src
+        self.array[...] = src
         return self
 
     def clamp_(self, min=None, max=None):
         self._check_inplace("clamp_")
-        self._xp.clip(self.data, min, max, out=self.data)
+        self._xp.clip(self.array, min, max, out=self.array)
         return self
 
     def uniform_(self, a=0.0, b=1.0, generator=None):
         self._check_inplace("uniform_")
         gen = _resolve_generator(generator)
-        self.data[...] = backend.to_device(gen.uniform(self.shape, self.dtype, a, b), self.device)
+        self.array[...] = backend.to_device(gen.uniform(self.shape, self.dtype, a, b), self.device)
         return self
 
     def normal_(self, mean=0.0, std=1.0, generator=None):
         self._check_inplace("normal_")
         gen = _resolve_generator(generator)
-        self.data[...] = backend.to_device(gen.normal(self.shape, self.dtype), self.device) \
+        self.array[...] = backend.to_device(gen.normal(self.shape, self.dtype), self.device) \
             * std + mean
         return self
 
     def __setitem__(self, index, value):
         self._check_inplace("__setitem__", value)
-        value = value.data if isinstance(value, Tensor) else value
+        value = value.array if isinstance(value, Tensor) else value
         index = F._index_arrays(index)
         steps = F._split_mixed_index(index)  # ints before arrays, as in getitem (PyTorch's order)
         if steps is not None:
-            self.data[steps[0]][steps[1]] = value
+            self.array[steps[0]][steps[1]] = value
         else:
-            self.data[index] = value
+            self.array[index] = value
 
 
 def _scaled(other, alpha):
@@ -766,7 +770,7 @@ def _to_array(data, dtype, device):
     """A fresh backing array for ``data`` following the dtype policy of :mod:`tinygen.backend`."""
     dtype = _as_dtype(dtype)
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     xp = backend.array_module(device)
     if isinstance(data, np.ndarray) or (backend.device_of_safe(data) == "cuda"):
         arr = data

@@ -69,7 +69,7 @@ def result_type(*operands):
     """The dtype PyTorch gives an op on ``operands`` (Tensors, arrays, Python numbers)."""
     dims = zero = wrapped = None
     for op in operands:
-        arr = op.data if isinstance(op, Tensor) else op
+        arr = op.array if isinstance(op, Tensor) else op
         if isinstance(arr, (numbers.Number, np.bool_)) and not isinstance(arr, np.ndarray):
             wrapped = promote_types(wrapped, _scalar_dtype(arr))
         elif arr.ndim:
@@ -108,10 +108,10 @@ def binary_operands(a, b):
         dtype = _with_scalar(a, b)
         b = to_operand(b, a, dtype)
     else:
-        if type(a.data) is not type(b.data):
+        if type(a.array) is not type(b.array):
             raise RuntimeError(f"operands are on different devices: {a.device} (shape "
                                f"{tuple(a.shape)}) and {b.device} (shape {tuple(b.shape)})")
-        if a.data.dtype == b.data.dtype:
+        if a.array.dtype == b.array.dtype:
             return a, b
         dtype = result_type(a, b)
     return _cast(a, dtype), _cast(b, dtype)
@@ -120,27 +120,27 @@ def binary_operands(a, b):
 def _with_scalar(t: Tensor, value):
     """:func:`result_type` of a tensor and a Python number, with the common case first: a number
     of the tensor's category or a lower one leaves the tensor's dtype (``float32 * 2.0``)."""
-    kind = t.data.dtype.kind
+    kind = t.array.dtype.kind
     if isinstance(value, (bool, np.bool_)) or (kind == "f" and isinstance(value, numbers.Real)) \
             or (kind in "iu" and isinstance(value, numbers.Integral)):
-        return t.data.dtype
+        return t.array.dtype
     return result_type(t, value)
 
 
 def _cast(t: Tensor, dtype) -> Tensor:
     """``t`` as ``dtype``: differentiable when it requires grad, else a plain array cast."""
-    if t.data.dtype == dtype:
+    if t.array.dtype == dtype:
         return t
     if t.requires_grad:
         return t.to(dtype)
-    return Tensor._wrap(t.data.astype(dtype))
+    return Tensor._wrap(t.array.astype(dtype))
 
 
 def broadcast_operands(a, b, name: str):
     """:func:`binary_operands`, then a :class:`ShapeError` naming ``name`` and both shapes when
     they do not broadcast together."""
     a, b = binary_operands(a, b)
-    sa, sb = a.data.shape, b.data.shape
+    sa, sb = a.array.shape, b.array.shape
     if sa != sb:
         for x, y in zip(reversed(sa), reversed(sb)):  # trailing axes: equal, or one of them 1
             if x != y and x != 1 and y != 1:

@@ -54,7 +54,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
                              f"{tuple(attn_mask.shape)} does not broadcast to the scores' shape "
                              f"{tuple(scores.shape)}") from None
         if attn_mask.dtype == np.bool_:
-            blocked = Tensor._wrap(~attn_mask.data)
+            blocked = Tensor._wrap(~attn_mask.array)
             if blocked.shape != scores.shape:
                 scores = scores + Tensor._wrap(q._xp.zeros(np.broadcast_shapes(
                     blocked.shape, scores.shape), dtype=scores.dtype))

@@ -58,16 +58,16 @@ class AffineCouplingFn(Function):
                 es = s.exp()
                 gx, gs, gt = gy * (b + free * es), gy * free * x * es, gy * free
             else:
-                k = kernels.for_arrays("coupling", gy.data)
+                k = kernels.for_arrays("coupling", gy.array)
                 gx, gs, gt = (Tensor._wrap(a) for a in k.coupling_backward(
-                    gy.data, x.data, self.exp_s, self.b))
+                    gy.array, x.array, self.exp_s, self.b))
         if glogdet is not None:
             if is_grad_enabled():
                 free = 1 - _mask_tensor(self.b, s)                             # (...) one sample
                 gl = glogdet.reshape((s.shape[0],) + (1,) * (s.ndim - 1)) * free   # (N, 1, ..)
             else:
-                k = kernels.for_arrays("coupling", glogdet.data)
-                gl = Tensor._wrap(k.coupling_logdet_backward(glogdet.data, self.b, s.shape))
+                k = kernels.for_arrays("coupling", glogdet.array)
+                gl = Tensor._wrap(k.coupling_logdet_backward(glogdet.array, self.b, s.shape))
             gs = gl if gs is None else gs + gl
         return gx, gs, gt
 
@@ -101,10 +101,10 @@ def _check(op, x, s, t, mask):
                              f"{tuple(a.shape)}")
         if a.dtype != x.dtype:
             raise ValueError(f"{op}: {name} has dtype {a.dtype} but x has {x.dtype}")
-        if type(a.data) is not type(x.data):
+        if type(a.array) is not type(x.array):
             raise ValueError(f"{op}: {name} and x are on different devices")
-    m = mask.data if isinstance(mask, Tensor) else mask
-    xp = get_array_module(x.data)
+    m = mask.array if isinstance(mask, Tensor) else mask
+    xp = get_array_module(x.array)
     m = xp.asarray(m)
     try:
         full = xp.broadcast_to(m, x.shape[1:])

@@ -97,7 +97,7 @@ class Pow(Function):
         ga = None
         if self.needs_input_grad[0]:
             # b a^(b-1), taken as 0 where a == b == 0 (PyTorch's value; 0 * 0 ** -1 is nan)
-            both_zero = Tensor._wrap((a.data == 0) & (b.data == 0))
+            both_zero = Tensor._wrap((a.array == 0) & (b.array == 0))
             ga = g * where(both_zero, 0.0, b * a ** where(both_zero, 1.0, b - 1))
         gb = None
         if self.needs_input_grad[1]:
@@ -149,7 +149,7 @@ def pow(base, exponent) -> Tensor:
         return PowConst.apply(base, p=exponent)
     base, exponent = broadcast_operands(base, exponent, "pow")
     if base.dtype.kind in "biu" and exponent.dtype.kind in "biu":
-        if (exponent.data < 0).any():
+        if (exponent.array < 0).any():
             raise ValueError("pow: integers to negative integer powers are not allowed")
     return Pow.apply(base, exponent)
 
@@ -259,7 +259,7 @@ def sign(x) -> Tensor:
     """Sign of each element (-1, 0, 1); its gradient is zero (as in PyTorch)."""
     x = check_tensor(x, "input")
     if x.dtype.kind == "b":
-        return Tensor._wrap(x.data.copy())
+        return Tensor._wrap(x.array.copy())
     return Sign.apply(x)
 
 
@@ -280,13 +280,13 @@ class Relu(Function):
 
     def backward(self, g):
         # d relu / dx = [x > 0] = [relu(x) > 0], read off the output (no mask kept)
-        return g * Tensor._wrap((self.saved_output().data > 0).astype(g.dtype))
+        return g * Tensor._wrap((self.saved_output().array > 0).astype(g.dtype))
 
 
 class LeakyRelu(Function):
     def forward(self, x, negative_slope):
         self.slope = Tensor._wrap(np.where(x > 0, 1.0, negative_slope).astype(x.dtype))
-        return x * self.slope.data
+        return x * self.slope.array
 
     def backward(self, g):
         return g * self.slope
@@ -409,7 +409,7 @@ def minimum(a, b) -> Tensor:
 def where(condition, a, b) -> Tensor:
     """``a`` where ``condition`` is true, else ``b`` (all three broadcast together)."""
     if isinstance(condition, Tensor):
-        cond = condition.data
+        cond = condition.array
     else:
         cond = np.asarray(condition)
     if cond.dtype != np.bool_:
@@ -458,7 +458,7 @@ def cast(x, dtype) -> Tensor:
     x = check_tensor(x, "input")
     dtype = np.dtype(dtype)
     if x.requires_grad and dtype.kind != "f":
-        return Tensor._wrap(x.data.astype(dtype))  # leaving the differentiable world
+        return Tensor._wrap(x.array.astype(dtype))  # leaving the differentiable world
     return Cast.apply(x, dtype=dtype)
 
 
@@ -475,7 +475,7 @@ def clone(x) -> Tensor:
 def _compare(ufunc):
     def op(a, b) -> Tensor:
         a, b = binary_operands(a, b)
-        return Tensor._wrap(ufunc(a.data, b.data))
+        return Tensor._wrap(ufunc(a.array, b.array))
     op.__name__ = ufunc.__name__
     op.__doc__ = f"Elementwise ``{ufunc.__name__}`` as a boolean tensor (no gradient)."
     return op
@@ -490,7 +490,7 @@ ge = _compare(np.greater_equal)
 
 
 def logical_not(x) -> Tensor:
-    return Tensor._wrap(np.logical_not(check_tensor(x, "input").data))
+    return Tensor._wrap(np.logical_not(check_tensor(x, "input").array))
 
 
 def bitwise_not(x) -> Tensor:
@@ -498,15 +498,15 @@ def bitwise_not(x) -> Tensor:
     x = check_tensor(x, "input")
     if x.dtype.kind not in "biu":
         raise TypeError(f"bitwise_not (~): only integer and bool tensors, got dtype {x.dtype}")
-    return Tensor._wrap(get_array_module(x.data).invert(x.data))
+    return Tensor._wrap(get_array_module(x.array).invert(x.array))
 
 
 def isfinite(x) -> Tensor:
-    return Tensor._wrap(np.isfinite(check_tensor(x, "input").data))
+    return Tensor._wrap(np.isfinite(check_tensor(x, "input").array))
 
 
 def isnan(x) -> Tensor:
-    return Tensor._wrap(np.isnan(check_tensor(x, "input").data))
+    return Tensor._wrap(np.isnan(check_tensor(x, "input").array))
 
 
 _LOG_2PI = math.log(2.0 * math.pi)

@@ -108,7 +108,7 @@ def _check_index(name, x, dim, index, src=None):
         if src is not None and i > src.shape[a]:
             raise ValueError(f"{name}: index of shape {tuple(index.shape)} is larger than src "
                              f"of shape {tuple(src.shape)} along dimension {a}")
-    idx = index.data
+    idx = index.array
     if idx.size and (bool((idx < 0).any()) or bool((idx >= x.shape[d]).any())):
         raise IndexError(f"{name}: index values must lie in [0, {x.shape[d]}) for dim={dim} of "
                          f"input shape {tuple(x.shape)}, got [{int(idx.min())}, {int(idx.max())}]")
@@ -174,7 +174,7 @@ def index_select(input, dim, index) -> Tensor:
         raise ValueError(f"index_select: index must be a 0-D or 1-D integer tensor, got shape "
                          f"{tuple(index.shape)} dtype {index.dtype}")
     d = normalize_dim(dim, max(x.ndim, 1))
-    return getitem(x, (slice(None),) * d + (index.data.reshape(-1),))
+    return getitem(x, (slice(None),) * d + (index.array.reshape(-1),))
 
 
 def masked_fill(input, mask, value) -> Tensor:
@@ -212,7 +212,7 @@ def one_hot(tensor, num_classes: int = -1) -> Tensor:
     if t.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expected an integer (class index) tensor, got dtype {t.dtype}")
     xp = t._xp
-    labels = t.data.astype(np.int64)
+    labels = t.array.astype(np.int64)
     if num_classes == -1:
         if labels.size == 0:
             raise ValueError("one_hot: cannot infer num_classes from an empty tensor")
@@ -256,7 +256,7 @@ class CumProd(Function):
     def backward(self, g):
         x, ax = self.saved_input(0), self.axis
         tiny = float(np.finfo(x.dtype).tiny) ** 0.25   # products of four stay normal
-        if not is_grad_enabled() and not bool((x._xp.abs(x.data) < tiny).any()):
+        if not is_grad_enabled() and not bool((x._xp.abs(x.array) < tiny).any()):
             return CumSum.apply(g * self.saved_output(), axis=ax, reverse=True) / x
         xl, gl = x.transpose(ax, -1), g.transpose(ax, -1)          # (..., n)
         n = x.shape[ax]

@@ -92,7 +92,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean") -> Tensor
     gradient there is finite too: (p - t) / max(p (1 - p), 1e-12).
     """
     input, target = _same_shape("binary_cross_entropy", input, target)
-    p = input.data
+    p = input.array
     if p.size and (float(p.min()) < 0.0 or float(p.max()) > 1.0):
         raise ValueError(f"binary_cross_entropy: input must hold probabilities in [0, 1], got "
                          f"values in [{float(p.min())}, {float(p.max())}]; use "
@@ -198,7 +198,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") ->
         raise ValueError(f"nll_loss: target has shape {tuple(target.shape)}, expected {expected} "
                          f"for input of shape {tuple(input.shape)}")
     c = input.shape[1]
-    t = target.data.reshape(-1)
+    t = target.array.reshape(-1)
     valid = t != ignore_index
     tv = t[valid]
     if tv.size and (int(tv.min()) < 0 or int(tv.max()) >= c):
@@ -210,7 +210,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean") ->
     picked = logp[xp.arange(logp.shape[0]), safe_t]  # (M,)
     w = valid.astype(input.dtype)
     if weight is not None:
-        w = (w * check_tensor(weight, "weight").data[safe_t]).astype(input.dtype, copy=False)
+        w = (w * check_tensor(weight, "weight").array[safe_t]).astype(input.dtype, copy=False)
     w_t = Tensor._wrap(w)
     loss = -picked * w_t
     if reduction == "none":
@@ -243,7 +243,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         raise ValueError("cross_entropy: input must have a class axis")
     class_dim = 1 if input.ndim >= 2 else 0
     logp = log_softmax(input, class_dim)
-    tgt = target.data if isinstance(target, Tensor) else np.asarray(target)
+    tgt = target.array if isinstance(target, Tensor) else np.asarray(target)
     if tgt.dtype.kind == "f":  # probability targets
         if tuple(tgt.shape) != tuple(input.shape):
             raise ValueError(f"cross_entropy: probability target has shape {tuple(tgt.shape)}, "
@@ -270,7 +270,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         if weight is None:
             denom = keep.sum()
         else:
-            wv = check_tensor(weight, "weight").data
+            wv = check_tensor(weight, "weight").array
             denom = Tensor._wrap(wv[tgt[tgt != ignore_index]].sum().astype(logp.dtype))
         smooth = smooth.sum() / denom
     elif reduction == "sum":

@@ -81,7 +81,7 @@ def _no_double_backward(name):
 
 def _zeros_if_none(g, shape, like):
     xp = get_array_module(like)
-    return xp.zeros(shape, dtype=like.dtype) if g is None else xp.ascontiguousarray(g.data)
+    return xp.zeros(shape, dtype=like.dtype) if g is None else xp.ascontiguousarray(g.array)
 
 
 class LSTMRecurrenceFn(Function):
@@ -98,7 +98,7 @@ class LSTMRecurrenceFn(Function):
 
     def backward(self, g_hs, g_c):
         _no_double_backward("lstm_recurrence")
-        xg, h0, c0, w_hh = (self.saved_input(k).data for k in range(4))
+        xg, h0, c0, w_hh = (self.saved_input(k).array for k in range(4))
         xp = get_array_module(xg)
         steps, n_batch, hid = self.hs.shape
         dz, dh0, dc0 = self.k.lstm_recurrence_backward(
@@ -125,7 +125,7 @@ class LSTMSequenceFn(Function):
 
     def backward(self, g_hs, g_c):
         _no_double_backward("lstm")
-        x, h0, c0, w_ih, w_hh = (self.saved_input(k).data for k in range(5))
+        x, h0, c0, w_ih, w_hh = (self.saved_input(k).array for k in range(5))
         xp = get_array_module(x)
         dx, dh0, dc0, dw_ih, dw_hh, db = self.k.lstm_sequence_backward(
             _zeros_if_none(g_hs, self.hs.shape, x), _zeros_if_none(g_c, c0.shape, x),
@@ -156,10 +156,10 @@ class ConvLSTMRecurrenceFn(Function):
 
     def backward(self, g):
         _no_double_backward("conv_lstm_recurrence")
-        kernel = self.saved_input(1).data
+        kernel = self.saved_input(1).array
         xp = get_array_module(kernel)
         dz, dkernel = self.k.conv_lstm_backward(
-            xp.ascontiguousarray(g.data.transpose(self.order)), self.acts, self.cs, self.hs,
+            xp.ascontiguousarray(g.array.transpose(self.order)), self.acts, self.cs, self.hs,
             xp.ascontiguousarray(kernel), self.anchor, g.dtype == np.float32)
         return Tensor._wrap(xp.ascontiguousarray(dz.transpose(self.back))), Tensor._wrap(dkernel)
 

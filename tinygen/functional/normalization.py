@@ -104,7 +104,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
             raise ValueError(f"batch_norm: {name} has shape {tuple(t.shape)}, expected ({c},) "
                              f"for input of shape {tuple(x.shape)}")
     if training or running_mean is None:
-        n = x.data.size // c
+        n = x.array.size // c
         if training and n <= 1:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                              f"got input of shape {tuple(x.shape)}")
@@ -112,10 +112,10 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
         v = var(x, axes, keepdim=True, correction=0)
         if training and running_mean is not None:
             with no_grad():
-                running_mean.data[...] = (1 - momentum) * running_mean.data + \
-                    momentum * mu.data.reshape(c)
-                running_var.data[...] = (1 - momentum) * running_var.data + \
-                    momentum * v.data.reshape(c) * (n / (n - 1))
+                running_mean.array[...] = (1 - momentum) * running_mean.array + \
+                    momentum * mu.array.reshape(c)
+                running_var.array[...] = (1 - momentum) * running_var.array + \
+                    momentum * v.array.reshape(c) * (n / (n - 1))
                 running_mean._vbox[0] += 1
                 running_var._vbox[0] += 1
     else:

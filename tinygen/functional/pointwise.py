@@ -292,7 +292,7 @@ def rsqrt(x) -> Tensor:
 def _rounding(name, x, **params):
     x = check_tensor(x, "input")
     if x.dtype.kind != "f":  # integers are already whole numbers (PyTorch returns a copy)
-        return Tensor._wrap(x.data.copy())
+        return Tensor._wrap(x.array.copy())
     return _Rounding.apply(x, name=name, **params)
 
 
@@ -335,11 +335,11 @@ def lerp(start, end, weight) -> Tensor:
 def isinf(x) -> Tensor:
     """Boolean tensor: where x is +inf or -inf."""
     x = check_tensor(x, "input")
-    return Tensor._wrap(x._xp.isinf(x.data))
+    return Tensor._wrap(x._xp.isinf(x.array))
 
 
 def isclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> Tensor:
     """Boolean tensor: ``|a - b| <= atol + rtol * |b|`` elementwise (PyTorch's ``isclose``)."""
     a, b = binary_operands(a, b)
-    return Tensor._wrap(a._xp.isclose(a.data, b.data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+    return Tensor._wrap(a._xp.isclose(a.array, b.array, rtol=rtol, atol=atol, equal_nan=equal_nan))
 

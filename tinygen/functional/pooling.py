@@ -104,7 +104,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     padded = pad(x, (pw, pw + ew, ph, ph + eh), value=-math.inf)
     n, c, hp, wp = padded.shape
     xp = x._xp
-    cand = xp.stack(list(_windows(padded.data, axes)))    # (kh*kw, N, C, oh, ow)
+    cand = xp.stack(list(_windows(padded.array, axes)))    # (kh*kw, N, C, oh, ow)
     best = cand.argmax(axis=0)                            # kernel offset of the first maximum
     ki, kj = best // kw, best % kw
     rows = xp.arange(oh).reshape(oh, 1) * sh + ki * dh    # padded coordinates, (N, C, oh, ow)

@@ -182,7 +182,7 @@ def _max_min(x, dim, keepdim, smallest):
     if x.shape[d] == 0:
         raise IndexError(f"{name}(): dim {dim} of the tensor (shape {tuple(x.shape)}) is empty")
     xp = x._xp
-    idx = (x.data.argmin if smallest else x.data.argmax)(axis=d, keepdims=True)
+    idx = (x.array.argmin if smallest else x.array.argmax)(axis=d, keepdims=True)
     # values = x[i_0, ..., idx, ..., i_n] (the gradient goes to the chosen element, as PyTorch)
     index = tuple(idx if i == d else xp.arange(n).reshape((n,) + (1,) * (x.ndim - 1 - i))
                   for i, n in enumerate(x.shape))
@@ -211,8 +211,8 @@ def argmax(x, dim=None, keepdim=False) -> Tensor:
     """Index of the largest value (over the flattened tensor when ``dim`` is None); int64."""
     x = check_tensor(x, "input")
     if dim is None or x.ndim == 0:
-        return Tensor._wrap(x.data.argmax().astype(np.int64))
-    return Tensor._wrap(x.data.argmax(axis=normalize_dim(dim, x.ndim),
+        return Tensor._wrap(x.array.argmax().astype(np.int64))
+    return Tensor._wrap(x.array.argmax(axis=normalize_dim(dim, x.ndim),
                                       keepdims=keepdim).astype(np.int64))
 
 
@@ -220,19 +220,19 @@ def argmin(x, dim=None, keepdim=False) -> Tensor:
     """Index of the smallest value; int64."""
     x = check_tensor(x, "input")
     if dim is None or x.ndim == 0:
-        return Tensor._wrap(x.data.argmin().astype(np.int64))
-    return Tensor._wrap(x.data.argmin(axis=normalize_dim(dim, x.ndim),
+        return Tensor._wrap(x.array.argmin().astype(np.int64))
+    return Tensor._wrap(x.array.argmin(axis=normalize_dim(dim, x.ndim),
                                       keepdims=keepdim).astype(np.int64))
 
 
 def any(x, dim=None, keepdim=False) -> Tensor:
     x, axes = _reduce_input(x, dim, "dim")
-    return Tensor._wrap(x._xp.asarray(x.data.any(axis=axes, keepdims=keepdim)))
+    return Tensor._wrap(x._xp.asarray(x.array.any(axis=axes, keepdims=keepdim)))
 
 
 def all(x, dim=None, keepdim=False) -> Tensor:
     x, axes = _reduce_input(x, dim, "dim")
-    return Tensor._wrap(x._xp.asarray(x.data.all(axis=axes, keepdims=keepdim)))
+    return Tensor._wrap(x._xp.asarray(x.array.all(axis=axes, keepdims=keepdim)))
 
 
 def logsumexp(x, dim=None, keepdim=False) -> Tensor:

@@ -91,9 +91,9 @@ def _is_basic_index(index) -> bool:
 def _index_arrays(index):
     """Replace Tensors in an index by their arrays (lists are left to NumPy)."""
     if isinstance(index, Tensor):
-        return index.data
+        return index.array
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return tuple(i.array if isinstance(i, Tensor) else i for i in index)
     return index
 
 
@@ -201,10 +201,10 @@ def reshape(x, shape) -> Tensor:
     x = check_tensor(x, "input")
     shape = tuple(int(s) for s in shape)
     known = int(np.prod([s for s in shape if s != -1])) if shape else 1
-    if shape.count(-1) > 1 or (shape.count(-1) == 0 and known != x.data.size) or \
-            (shape.count(-1) == 1 and (known == 0 or x.data.size % known)):
+    if shape.count(-1) > 1 or (shape.count(-1) == 0 and known != x.array.size) or \
+            (shape.count(-1) == 1 and (known == 0 or x.array.size % known)):
         raise ShapeError(f"reshape: cannot view a tensor of shape {tuple(x.shape)} "
-                         f"({x.data.size} elements) as shape {shape}")
+                         f"({x.array.size} elements) as shape {shape}")
     if shape == x.shape:
         return x
     return Reshape.apply(x, shape=shape)
@@ -216,9 +216,9 @@ def view(x, shape) -> Tensor:
     would be lost, so this raises (use ``reshape``, which copies, or ``contiguous()`` first)."""
     x = check_tensor(x, "input")
     out = reshape(x, shape)
-    if out is not x and out.data.size and not get_array_module(x.data).may_share_memory(
-            out.data, x.data):
-        strides = tuple(st // x.data.itemsize for st in x.data.strides)
+    if out is not x and out.array.size and not get_array_module(x.array).may_share_memory(
+            out.array, x.array):
+        strides = tuple(st // x.array.itemsize for st in x.array.strides)
         raise RuntimeError(f"view: the tensor of shape {tuple(x.shape)} and strides "
                            f"{strides} (elements) has no view of shape {tuple(out.shape)} without a "
                            f"copy; use .reshape(...) instead (or .contiguous().view(...))")
@@ -476,12 +476,12 @@ def embedding(input, weight, padding_idx=None) -> Tensor:
         raise ValueError(f"embedding: weight must have shape (num_embeddings, embedding_dim), "
                          f"got {tuple(weight.shape)}")
     n = weight.shape[0]
-    if input.data.size and (int(input.data.min()) < -n or int(input.data.max()) >= n):
+    if input.array.size and (int(input.array.min()) < -n or int(input.array.max()) >= n):
         raise IndexError(f"embedding: indices must be in [0, {n}), got values in "
-                         f"[{int(input.data.min())}, {int(input.data.max())}]")
+                         f"[{int(input.array.min())}, {int(input.array.max())}]")
     out = getitem(weight, input)                                         # input.shape + (D,)
     if padding_idx is not None and weight.requires_grad:
         from .elementwise import where
-        keep = Tensor._wrap((input.data != padding_idx % n)[..., None])
+        keep = Tensor._wrap((input.array != padding_idx % n)[..., None])
         out = where(keep, out, out.detach())
     return out

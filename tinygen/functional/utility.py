@@ -57,7 +57,7 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None) -> Ten
     a single integer tensor gives ``[0]*counts[0] + [1]*counts[1] + ...``."""
     x = check_tensor(input, "input")
     if repeats is None:    # torch.repeat_interleave(repeats): the indices
-        counts = x.data
+        counts = x.array
         return Tensor._wrap(x._xp.repeat(x._xp.arange(counts.size), counts).astype(np.int64))
     if dim is None:
         x, d = x.reshape(-1), 0
@@ -67,7 +67,7 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None) -> Ten
             x = x.reshape(1)
     n = x.shape[d]
     if isinstance(repeats, Tensor):
-        counts = repeats.data.reshape(-1)
+        counts = repeats.array.reshape(-1)
         if counts.dtype.kind not in "iu" or counts.size not in (1, n) or \
                 (counts.size and int(counts.min()) < 0):
             raise ValueError(f"repeat_interleave: repeats must hold 1 or {n} non-negative ints, "
@@ -109,7 +109,7 @@ def roll(input, shifts, dims=None) -> Tensor:
 def _order(x, dim, descending, stable=True):
     """Indices that sort ``x`` along ``dim`` (stable; descending keeps equal elements in order)."""
     xp = x._xp
-    data = x.data
+    data = x.array
     if descending:   # a stable descending order: sort the reversed line, map back
         n = data.shape[dim]
         flipped = xp.flip(data, axis=dim)
@@ -235,7 +235,7 @@ def std_mean(input, dim=None, unbiased=None, keepdim: bool = False, *, correctio
 def _integer_operands(a, b, name):
     a, b = binary_operands(a, b)
     if a.dtype.kind in "biu" and b.dtype.kind in "biu":
-        if bool((b.data == 0).any()):
+        if bool((b.array == 0).any()):
             raise ZeroDivisionError(f"{name}: integer division by zero")
         return a, b, True
     return a, b, False
@@ -257,10 +257,10 @@ def divide_rounded(a, b, rounding_mode: str) -> Tensor:
         q = true_div(a, b)
         return floor(q) if rounding_mode == "floor" else trunc(q)
     xp = a._xp
-    q = xp.floor_divide(a.data, b.data)
+    q = xp.floor_divide(a.array, b.array)
     if rounding_mode == "trunc":   # floor and trunc differ where the signs differ, inexactly
-        inexact = xp.remainder(a.data, b.data) != 0
-        q = xp.where(inexact & ((a.data < 0) != (b.data < 0)), q + 1, q)
+        inexact = xp.remainder(a.array, b.array) != 0
+        q = xp.where(inexact & ((a.array < 0) != (b.array < 0)), q + 1, q)
     return Tensor._wrap(q)
 
 
@@ -269,6 +269,6 @@ def remainder(a, b) -> Tensor:
     ``a - b * floor(a / b)``; gradients 1 for ``a`` and ``-floor(a / b)`` for ``b``."""
     a, b, integer = _integer_operands(a, b, "remainder")
     if integer:
-        return Tensor._wrap(a._xp.remainder(a.data, b.data))
+        return Tensor._wrap(a._xp.remainder(a.array, b.array))
     return a - b * floor(true_div(a, b))
 

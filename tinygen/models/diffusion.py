@@ -283,13 +283,13 @@ class GaussianDiffusion:
             xt = self.q_sample(x0, t, noise)
             x0_hat = self.predict_x0(xt, t, eps_fn(xt, t)).clamp(-1.0, 1.0)
             mean_p, _, logvar = self.q_posterior(x0_hat, xt, t)
-            x0_64, mean_p = x0.double().data, mean_p.double().data
+            x0_64, mean_p = x0.double().array, mean_p.double().array
             logvar = float(self.posterior_logvar[step])
             if step == 0:
                 ll = discretized_gaussian_log_likelihood(x0_64, mean_p, 0.5 * logvar)
                 return -to_numpy(ll.reshape(n, -1).sum(axis=1))
             mean_q, _, _ = self.q_posterior(x0.double(), xt.double(), t)
-            kl = normal_kl(mean_q.data, logvar, mean_p, logvar)
+            kl = normal_kl(mean_q.array, logvar, mean_p, logvar)
             return to_numpy(kl.reshape(n, -1).sum(axis=1))
 
     def variational_bound(self, eps_fn, x0: Tensor, rng, timesteps=None):
@@ -297,7 +297,7 @@ class GaussianDiffusion:
         network calls); an int K estimates the sum of the KL terms at indices 1..T-1 without
         bias from K stratified draws (one uniform index in each of K equal strata, weighted by
         the stratum's size); the prior term and the decoder term are always exact."""
-        total = self.prior_kl(x0.double().data) + self.bound_term(eps_fn, x0, 0, rng)
+        total = self.prior_kl(x0.double().array) + self.bound_term(eps_fn, x0, 0, rng)
         middle = np.arange(1, self.steps)
         if timesteps is None or timesteps >= len(middle):
             for step in middle:

@@ -164,7 +164,7 @@ class WaveNetNet(nn.Module):
         return receptive_field(self.config.kernel_size, self.dilations)
 
     def _check_ids(self, ids):
-        data = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+        data = ids.array if isinstance(ids, Tensor) else np.asarray(ids)
         if data.ndim != 2 or data.dtype.kind not in "iu":
             raise ValueError(f"WaveNet: ids must be an (N, T) integer array, got shape "
                              f"{tuple(data.shape)} and dtype {data.dtype}")
@@ -229,24 +229,24 @@ class FastGenerator:
 
     def __init__(self, net: WaveNetNet, batch: int):
         self.net, self.t = net, 0
-        self.embedding = net.embedding.data                        # (V_in, R)
+        self.embedding = net.embedding.array                        # (V_in, R)
         xp = self.xp = net.embedding._xp
         self.layers = []
         for layer in net.layers:
-            w = layer.causal.conv.weight.data                      # (2D, R, k)
+            w = layer.causal.conv.weight.array                      # (2D, R, k)
             k, d = layer.kernel_size, layer.dilation
             taps = [xp.ascontiguousarray(w[:, :, i].T) for i in range(k)]   # each (R, 2D)
             queue = xp.zeros((batch, (k - 1) * d, net.config.residual_channels),
                              dtype=w.dtype)                        # (N, (k-1) d, R)
-            self.layers.append((taps, layer.causal.conv.bias.data, layer.residual.weight.data.T,
-                                layer.residual.bias.data, layer.skip.weight.data.T,
-                                layer.skip.bias.data, d, k, queue))
+            self.layers.append((taps, layer.causal.conv.bias.array, layer.residual.weight.array.T,
+                                layer.residual.bias.array, layer.skip.weight.array.T,
+                                layer.skip.bias.array, d, k, queue))
         u1, u2 = net.head[1], net.head[3]
-        self.head = (u1.weight.data.T, u1.bias.data, u2.weight.data.T, u2.bias.data)
+        self.head = (u1.weight.array.T, u1.bias.array, u2.weight.array.T, u2.bias.array)
 
     def push(self, ids):
         xp = self.xp
-        ids = self.net._check_ids(np.asarray(ids, np.int64).reshape(-1, 1)).data[:, 0]
+        ids = self.net._check_ids(np.asarray(ids, np.int64).reshape(-1, 1)).array[:, 0]
         h = self.embedding[ids]                                    # (N, R)
         skips = 0.0
         for taps, b, w_res, b_res, w_skip, b_skip, d, k, queue in self.layers:

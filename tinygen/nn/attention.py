@@ -27,7 +27,7 @@ def _additive(mask, dtype, name):
     """A boolean mask (True = blocked) as 0 / -inf in ``dtype``; a float mask as it is."""
     if mask.dtype == np.bool_:
         xp = mask._xp
-        return Tensor._wrap(xp.where(mask.data, -math.inf, 0.0).astype(dtype))
+        return Tensor._wrap(xp.where(mask.array, -math.inf, 0.0).astype(dtype))
     if mask.dtype.kind != "f":
         raise TypeError(f"MultiheadAttention: {name} must be bool or floating, got {mask.dtype}")
     return mask.to(dtype)

@@ -45,7 +45,7 @@ class EMA(Module):
         object.__setattr__(self, "_tracked", module)      # not registered as a child
         self._param_names = [name for name, _ in module.named_parameters()]
         for i, (_, p) in enumerate(module.named_parameters()):
-            self.register_buffer(f"shadow_{i}", Tensor._wrap(p.data.copy()))
+            self.register_buffer(f"shadow_{i}", Tensor._wrap(p.array.copy()))
         self.register_buffer("num_updates", Tensor._wrap(np.zeros((), dtype=np.int64)))
 
     def _pairs(self):
@@ -58,35 +58,35 @@ class EMA(Module):
 
     def current_decay(self) -> float:
         """The decay the next :meth:`update` uses."""
-        t = int(self.num_updates.data)
+        t = int(self.num_updates.array)
         return min(self.decay, (1.0 + t) / (10.0 + t)) if self.warmup else self.decay
 
     def update(self) -> None:
         """shadow <- d shadow + (1 - d) theta for every parameter (no gradients involved)."""
         d = self.current_decay()
         for shadow, p in self._pairs():
-            s = shadow.data
+            s = shadow.array
             s *= d
-            s += (1.0 - d) * p.data.astype(s.dtype, copy=False)
-        self.num_updates.data[...] = int(self.num_updates.data) + 1
+            s += (1.0 - d) * p.array.astype(s.dtype, copy=False)
+        self.num_updates.array[...] = int(self.num_updates.array) + 1
 
     def copy_to(self, module: Module | None = None) -> None:
         """Write the averages into ``module``'s parameters (default: the tracked module)."""
         target = dict((module or self._tracked).named_parameters())
         for i, name in enumerate(self._param_names):
-            target[name].data[...] = self._buffers[f"shadow_{i}"].data
+            target[name].array[...] = self._buffers[f"shadow_{i}"].array
 
     @contextlib.contextmanager
     def applied(self):
         """Within the block the tracked module holds the averaged weights; its own weights come
         back afterwards (also on an exception)."""
-        saved = [p.data.copy() for _, p in self._pairs()]
+        saved = [p.array.copy() for _, p in self._pairs()]
         self.copy_to()
         try:
             yield self._tracked
         finally:
             for (_, p), data in zip(self._pairs(), saved):
-                p.data[...] = data
+                p.array[...] = data
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}, warmup={self.warmup}, tensors={len(self._param_names)}"

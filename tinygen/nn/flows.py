@@ -227,9 +227,9 @@ class DequantizeLogit(Module):
     def dequantize(self, x, u):
         """v = (k + u) / levels with k = round(x (levels - 1)); x, u arrays or Tensors of one
         shape, u in [0, 1). Returns a Tensor of x's dtype (no gradient flows: pixels are data)."""
-        xd = x.detach().data if isinstance(x, Tensor) else np.asarray(x)
+        xd = x.detach().array if isinstance(x, Tensor) else np.asarray(x)
         xp = get_array_module(xd)                   # on the device of x (u may come from the host)
-        ud = xp.asarray(u.detach().data if isinstance(u, Tensor) else u)
+        ud = xp.asarray(u.detach().array if isinstance(u, Tensor) else u)
         if xd.shape != ud.shape:
             raise ValueError(f"DequantizeLogit.dequantize: x and u must have one shape, got "
                              f"{xd.shape} and {ud.shape}")

@@ -567,7 +567,7 @@ class GaussianNLLLoss(_Loss):
             if isinstance(var, numbers.Real) and var < 0:
                 raise ValueError("GaussianNLLLoss: var has negative entry/entries")
             var = Tensor._wrap(input._xp.full(input.shape, float(var), dtype=input.dtype))
-        elif bool((var.data < 0).any()):
+        elif bool((var.array < 0).any()):
             raise ValueError("GaussianNLLLoss: var has negative entry/entries")
         if var.shape != input.shape:
             if var.shape == input.shape[:-1]:
@@ -579,7 +579,7 @@ class GaussianNLLLoss(_Loss):
                                  f"one axis of size 1, or the last axis missing)")
         xp = var._xp
         # max(var, eps) in value, identity in gradient (PyTorch clamps a clone under no_grad)
-        var = var + Tensor._wrap(xp.maximum(var.data, self.eps) - var.data)
+        var = var + Tensor._wrap(xp.maximum(var.array, self.eps) - var.array)
         d = input - target
         loss = 0.5 * (F.log(var) + d * d / var)
         if self.full:

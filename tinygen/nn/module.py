@@ -26,12 +26,12 @@ class Parameter(Tensor):
         if data is None:
             array = np.empty(0, dtype=backend.get_default_dtype())
         elif isinstance(data, Tensor):
-            array = data.data
+            array = data.array
         else:
             from ..tensor import tensor
-            array = tensor(data).data
+            array = tensor(data).array
         p = object.__new__(cls)
-        p.data, p.grad, p.requires_grad = array, None, False
+        p.array, p.grad, p.requires_grad = array, None, False
         p._ctx, p._vbox, p._retains_grad, p._out_index = None, [0], False, 0
         if requires_grad:
             p.requires_grad_(True)
@@ -41,7 +41,7 @@ class Parameter(Tensor):
         pass
 
     def __reduce_ex__(self, protocol):  # pickle / deepcopy: a fresh leaf, same values and device
-        return (_rebuild_parameter, (type(self), backend.to_numpy(self.data), self.requires_grad,
+        return (_rebuild_parameter, (type(self), backend.to_numpy(self.array), self.requires_grad,
                                      self.device))
 
     def __repr__(self):
@@ -308,7 +308,7 @@ class Module:
             for k, target in own.items():
                 if k in state_dict:
                     value = state_dict[k]
-                    value = backend.to_numpy(value.data if isinstance(value, Tensor) else value)
+                    value = backend.to_numpy(value.array if isinstance(value, Tensor) else value)
                     target.copy_(backend.to_device(np.asarray(value), target.device))
         return IncompatibleKeys(missing, unexpected)
 
@@ -352,13 +352,13 @@ class Module:
             return data
 
         for t in self._all_tensors():
-            data = convert(t.data)
-            if data is not t.data:
-                t.data = data
+            data = convert(t.array)
+            if data is not t.array:
+                t.array = data
                 t._vbox[0] += 1
             if t.grad is not None:
-                g = convert(t.grad.data)
-                if g is not t.grad.data:
+                g = convert(t.grad.array)
+                if g is not t.grad.array:
                     t.grad = Tensor._wrap(g)
         return self
 

@@ -30,9 +30,9 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     xp = grads[0]._xp
     dtype = grads[0].dtype
     if math.isinf(norm_type):
-        total = max(float(xp.abs(g.data).max()) if g.data.size else 0.0 for g in grads)
+        total = max(float(xp.abs(g.array).max()) if g.array.size else 0.0 for g in grads)
     else:
-        total = sum(float((xp.abs(g.data.astype("float64")) ** norm_type).sum())
+        total = sum(float((xp.abs(g.array.astype("float64")) ** norm_type).sum())
                     for g in grads) ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
@@ -42,7 +42,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     if not coef >= 1.0:  # NaN too: a NaN norm makes NaN gradients, as in PyTorch
         for p in parameters:
             if p.grad is not None:  # a new array: gradients may share memory with others
-                p.grad = Tensor._wrap((p.grad.data * coef).astype(p.grad.dtype, copy=False))
+                p.grad = Tensor._wrap((p.grad.array * coef).astype(p.grad.dtype, copy=False))
     return Tensor._wrap(xp.asarray(total, dtype=dtype))
 
 
@@ -55,4 +55,4 @@ def zero_grads_(parameters, set_to_none: bool = True) -> None:
         if set_to_none:
             p.grad = None
         else:
-            p.grad = Tensor._wrap(p._xp.zeros_like(p.grad.data))
+            p.grad = Tensor._wrap(p._xp.zeros_like(p.grad.array))

@@ -105,11 +105,11 @@ class Optimizer:
                     g = p.grad
                     if g is None:
                         continue
-                    if g.data.shape != p.data.shape:  # the fused kernels do not bounds-check
+                    if g.array.shape != p.array.shape:  # the fused kernels do not bounds-check
                         raise RuntimeError(f"{type(self).__name__}.step: a parameter of shape "
                                            f"{tuple(p.shape)} has a gradient of shape "
                                            f"{tuple(g.shape)}")
-                    update(p.data, g.data, state[p], group)
+                    update(p.array, g.array, state[p], group)
                     p._vbox[0] += 1
         return loss
 
@@ -164,7 +164,7 @@ class Optimizer:
                 entry = {}
                 for k, v in state_dict["state"][idx].items():
                     if isinstance(v, Tensor):
-                        v = v.data
+                        v = v.array
                     if hasattr(v, "shape") and tuple(v.shape) != ():
                         if tuple(v.shape) != tuple(p.shape):
                             raise ValueError(
@@ -173,7 +173,7 @@ class Optimizer:
                                 f"{tuple(p.shape)}")
                         # a fresh array with the parameter's dtype, device and memory layout
                         # (the fused kernels update flat views of C-contiguous state in place)
-                        buf = p._xp.empty_like(p.data)
+                        buf = p._xp.empty_like(p.array)
                         buf[...] = backend.to_device(backend.to_numpy(v), p.device)
                         v = buf
                     else:
@@ -198,7 +198,7 @@ class Optimizer:
 def _copy_value(v):
     """A copy of a state value that later in-place updates cannot reach."""
     if isinstance(v, Tensor):
-        v = v.data
+        v = v.array
     if hasattr(v, "shape") and hasattr(v, "dtype"):
         return backend.to_numpy(v).copy()
     return copy.deepcopy(v)

@@ -64,7 +64,7 @@ class TensorDataset(Dataset):
         out = []
         for t in self.tensors:
             if isinstance(t, Tensor):
-                out.append(Tensor._wrap(t.data[backend.to_device(indices, t.device)]))
+                out.append(Tensor._wrap(t.array[backend.to_device(indices, t.device)]))
             else:
                 out.append(_collate_leaf(np.asarray(t)[indices], batched=True))
         return tuple(out)
@@ -219,7 +219,7 @@ def _collate_leaf(batch, batched=False):
         first = batch[0]
         if isinstance(first, Tensor):
             xp = first._xp
-            return Tensor._wrap(xp.stack([b.data for b in batch]))
+            return Tensor._wrap(xp.stack([b.array for b in batch]))
         if isinstance(first, (bool, np.bool_)):
             return tensor(batch, dtype=np.bool_)
         if isinstance(first, numbers.Integral):
