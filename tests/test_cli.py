@@ -88,6 +88,9 @@ def test_train_eval_sample_resume_round_trip(capsys, tmp_path, mnist_dir):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert 0 < results["test_mse"] < 1 and 0 < results["pca_test_mse"] < 1  # both reported
+    # the shipped classifier judges the autoencoder's samples (held-out split only)
+    assert 0 <= results["test_class_entropy"] <= 2.303 and results["test_fid_classifier"] > 0
+    assert results["test_scored_samples"] == 10000 and "val_class_entropy" not in results
     assert results["val_mse"] > 0 and results["selected"] == "best validation epoch"
     assert "epoch 2: loss" in stdout and "test_mse" in stdout
     cfg = json.loads((out / "config.json").read_text())
@@ -105,6 +108,34 @@ def test_train_eval_sample_resume_round_trip(capsys, tmp_path, mnist_dir):
     assert ev["pca_test_mse"] == pytest.approx(results["pca_test_mse"], rel=1e-6)
     code, stdout, _ = run(["eval", str(out / "model.ckpt")], capsys)   # the training data dir
     assert code == 0 and "test_mse" in stdout
+    # eval --out: the JSON file tinygen report reads; an earlier result is replaced, any other
+    # file refused in one line
+    code, _, err = run(["eval", str(out / "model.ckpt"), "--out", str(out / "eval.json")],
+                       capsys)
+    assert code == 0, err
+    assert json.loads((out / "eval.json").read_text())["test_mse"] == ev["test_mse"]
+    code, _, err = run(["eval", str(out / "model.ckpt"), "--out", str(out / "eval.json")],
+                       capsys)
+    assert code == 0, err
+    code, _, err = run(["eval", str(out / "model.ckpt"), "--out", str(out / "results.json")],
+                       capsys)
+    assert code == 2 and "results.json" in err and "not an earlier tinygen eval" in err
+    assert len(err.strip().splitlines()) == 1
+    assert json.loads((out / "results.json").read_text()) == results        # untouched
+
+    # export: a weights-only copy that rebuilds the same model; never replaces a file
+    small = tmp_path / "weights.ckpt"
+    code, _, err = run(["export", str(out / "model.ckpt"), str(small)], capsys)
+    assert code == 0, err
+    assert small.stat().st_size < (out / "model.ckpt").stat().st_size / 2
+    code, stdout, _ = run(["eval", str(small), "--data", str(mnist_dir), "--json"], capsys)
+    assert code == 0 and json.loads(stdout)["test_mse"] == ev["test_mse"]
+    before = small.read_bytes()
+    code, _, err = run(["export", str(out / "model.ckpt"), str(small)], capsys)
+    assert code == 2 and "never replaces" in err and small.read_bytes() == before
+    code, _, err = run(["export", str(tmp_path / "missing.ckpt"), str(tmp_path / "x.ckpt")],
+                       capsys)
+    assert code == 2 and "missing.ckpt" in err and not (tmp_path / "x.ckpt").exists()
 
     png = tmp_path / "s.png"
     code, stdout, _ = run(["sample", str(out / "model.ckpt"), "-n", "9", "--out", str(png)],

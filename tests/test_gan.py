@@ -299,7 +299,7 @@ def test_dcgan_short_training_moves_and_writes_pictures(cls, tmp_path, capsys):
     pick = np.random.default_rng(0).choice(len(digits), 160, replace=False)
     train = digits.subset(pick[:128])
     val = digits.subset(pick[128:])
-    model = cls(cls.Config(channels=4, latent_dim=8, eval_samples=50, classifier=""))
+    model = cls(cls.Config(channels=4, latent_dim=8, eval_samples=50, classifier="none"))
     g0 = model.sample(16, np.random.default_rng(0))
     cfg = TrainConfig(epochs=2, batch_size=32, lr=2e-3, out=str(tmp_path), log_every=1,
                       progress=False)
@@ -328,7 +328,14 @@ def test_dcgan_short_training_moves_and_writes_pictures(cls, tmp_path, capsys):
         assert (w, h) == ((2 + 3 * 30) * 2, (2 + 10 * 30) * 2)
     else:
         assert (w, h) == ((2 + 5 * 30) * 2, (2 + 5 * 30) * 2)
-    # no classifier named: the classifier scores are left out, the model prints nothing
+    # --classifier none: the classifier scores are left out, the model prints nothing
     metrics = model.evaluate(val)
     assert set(metrics) == {"d_real", "d_fake"}
     assert capsys.readouterr().err == ""
+    # the default (""): the shipped scoring classifier judges the samples
+    model.config.classifier = ""
+    metrics = model.evaluate(val)
+    assert 0 <= metrics["class_entropy"] <= np.log(10) + 1e-9
+    assert metrics["fid_classifier"] > 0 and np.isfinite(metrics["fid_classifier"])
+    if model.conditional:
+        assert 0 <= metrics["label_accuracy"] <= 1

@@ -74,3 +74,14 @@ def test_a_real_run_has_its_machine_recorded(tmp_path):
     row = read_run(tmp_path / "toy")
     assert row["model"] == "toy-vae" and "NLL (nats)" in row["metrics"]
     assert row["command"] == "tinygen train toy-vae --iw-samples 2 --n-points 40 --epochs 1"
+
+
+def test_an_eval_json_beside_the_results_adds_and_overrides_metrics(tmp_path):
+    d = _fake_run(tmp_path, "vae", "vae", {}, {"train_seconds": 60.0, "test_nll_nats": 99.5})
+    (d / "eval.json").write_text(json.dumps({
+        "checkpoint": str(d / "model.ckpt"), "model": "vae", "split": "test", "size": 10000,
+        "test_nll_nats": 99.25, "test_class_entropy": 2.25, "test_fid_classifier": 41.0}))
+    row = read_run(d)
+    assert row["metrics"] == ("NLL (nats) 99.25, class entropy 2.250, "
+                              "Fréchet (classifier) 41.0")
+    assert row["time"] == "1.0 min"                # training time still from results.json

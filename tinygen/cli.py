@@ -4,7 +4,8 @@
     tinygen train MODEL [--data DIR] [--epochs N] [--batch-size B] [--lr LR] [--seed S]
                         [--device cpu|cuda] [--out DIR] [--resume CKPT] [model options]
     tinygen sample CKPT [-n N] [--out FILE.png] [--seed S] [--device cpu|cuda]
-    tinygen eval CKPT [--data DIR] [--json] [--device cpu|cuda]
+    tinygen eval CKPT [--data DIR] [--json] [--out FILE.json] [--device cpu|cuda]
+    tinygen export CKPT OUT.ckpt
     tinygen report RUN_DIR... [--out FILE.md]
     tinygen demo
 
@@ -18,6 +19,7 @@ import json
 import os
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import MISSING, fields
 
 from ._fileio import os_error_line
@@ -160,31 +162,37 @@ def _check_device(device):
             raise CLIError("--device cuda: no usable CUDA GPU / CuPy installation was found")
 
 
-def _cmd_sample(args):
-    from .train.run import sample_checkpoint
-
-    _check_device(args.device)
+@contextmanager
+def _user_errors():
+    """A ValueError (bad argument or file content) or OSError (a file's path and cause) from
+    the work inside becomes one ``tinygen: error:`` line."""
     try:
-        path = sample_checkpoint(args.checkpoint, n=args.n, out=args.out, seed=args.seed,
-                                 device=args.device)
+        yield
     except ValueError as e:
         raise CLIError(str(e)) from None
     except OSError as e:
         raise CLIError(os_error_line(e)) from None
+
+
+def _cmd_sample(args):
+    from .train.run import sample_checkpoint
+
+    _check_device(args.device)
+    with _user_errors():
+        path = sample_checkpoint(args.checkpoint, n=args.n, out=args.out, seed=args.seed,
+                                 device=args.device)
     print(f"wrote {args.n} samples to {path}")
     return 0
 
 
 def _cmd_eval(args):
-    from .train.run import evaluate_checkpoint
+    from .train.run import evaluate_checkpoint, write_eval_json
 
     _check_device(args.device)
-    try:
+    with _user_errors():
         result = evaluate_checkpoint(args.checkpoint, data_dir=args.data, device=args.device)
-    except ValueError as e:
-        raise CLIError(str(e)) from None
-    except OSError as e:
-        raise CLIError(os_error_line(e)) from None
+        if args.out:
+            write_eval_json(result, args.out)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -194,15 +202,20 @@ def _cmd_eval(args):
     return 0
 
 
+def _cmd_export(args):
+    from .train.run import export_checkpoint
+
+    with _user_errors():
+        export_checkpoint(args.checkpoint, args.out)
+    print(f"wrote the weights of {args.checkpoint} to {args.out}")
+    return 0
+
+
 def _cmd_report(args):
     from .train.report import write_report
 
-    try:
+    with _user_errors():
         text = write_report(args.runs, out=args.out)
-    except ValueError as e:
-        raise CLIError(str(e)) from None
-    except OSError as e:
-        raise CLIError(os_error_line(e)) from None
     if args.out:
         print(f"wrote {args.out}")
     else:
@@ -236,6 +249,13 @@ def build_parser():
     e.add_argument("--data", metavar="DIR", help="directory with the MNIST test IDX files")
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--out", metavar="FILE.json",
+                   help="also write the result as JSON (RUN_DIR/eval.json is read by "
+                        "tinygen report)")
+    x = sub.add_parser("export", help="write a weights-only copy of a checkpoint (no optimizer "
+                                      "or trainer state)")
+    x.add_argument("checkpoint", metavar="CKPT")
+    x.add_argument("out", metavar="OUT.ckpt", help="a new file (never replaced)")
     r = sub.add_parser("report", help="one markdown table of finished runs (docs/results.md)")
     r.add_argument("runs", metavar="RUN_DIR", nargs="+",
                    help="run directories, or directories holding runs")
@@ -289,7 +309,8 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         return {"list": _cmd_list, "sample": _cmd_sample, "eval": _cmd_eval,
-                "demo": _cmd_demo, "report": _cmd_report}[args.command](args)
+                "demo": _cmd_demo, "report": _cmd_report,
+                "export": _cmd_export}[args.command](args)
     except CLIError as e:
         print(f"tinygen: error: {e}", file=sys.stderr)
         return 2

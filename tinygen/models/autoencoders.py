@@ -49,6 +49,7 @@ class Autoencoder(GenerativeModel):
     shapes)."""
     select = "mse"
     train_defaults = {"epochs": 25, "lr": 1e-3, "batch_size": 100}
+    scored_samples = 10000
 
     def __init__(self, config):
         super().__init__(config)

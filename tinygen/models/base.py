@@ -13,7 +13,11 @@ A model is a :class:`tinygen.nn.Module` with
 * optionally ``load_data(data_dir, val_fraction, seed)`` (default: MNIST, see
   :func:`tinygen.data.load_mnist_data`; the toy 2-D and text models override it),
   ``extra_metrics(data, split, dataset)`` (baselines reported beside ``evaluate``) and
-  ``save_samples(n, rng, path)`` (default: a PNG grid of ``sample(n, rng)``).
+  ``save_samples(n, rng, path)`` (default: a PNG grid of ``sample(n, rng)``),
+* ``scored_samples``: for a model that draws MNIST digits, how many of its samples the scoring
+  classifier judges after training and in ``tinygen eval`` (:meth:`sample_quality`: class
+  entropy, classifier Fréchet distance; the shipped classifier unless the model's
+  ``classifier`` option names another or ``none``).
 """
 from __future__ import annotations
 
@@ -37,6 +41,9 @@ class GenerativeModel(nn.Module):
     can_sample: ClassVar[bool] = True
     eval_batch_size: ClassVar[int] = 500
     data_help: ClassVar[Optional[str]] = None  # what --data names, if not MNIST IDX files
+    # samples scored by :meth:`sample_quality` (0: none -- not an image model, or one whose
+    # evaluate() scores its own samples, as the GANs and DDPM do)
+    scored_samples: ClassVar[int] = 0
 
     def __init__(self, config):
         super().__init__()
@@ -92,6 +99,19 @@ class GenerativeModel(nn.Module):
         a baseline fitted on ``data.train``. The keys are reported as given, so they should
         name the split (``pca_test_mse``). Default: none."""
         return {}
+
+    def sample_quality(self, dataset) -> dict:
+        """The scoring classifier's judgement of ``scored_samples`` samples against the images
+        of ``dataset`` (:func:`tinygen.models.scoring.score_samples`: ``class_entropy``,
+        ``fid_classifier``, ...); {} for a model that does not score samples this way."""
+        if not self.scored_samples or not self.can_sample:
+            return {}
+        from .scoring import resolve_classifier, score_samples
+        clf = resolve_classifier(getattr(self.config, "classifier", ""), self.device)
+        if clf is None:
+            return {}
+        samples = np.clip(self.sample(self.scored_samples, np.random.default_rng(2)), 0.0, 1.0)
+        return {**score_samples(clf, samples, dataset.images), "scored_samples": len(samples)}
 
     def save_samples(self, n: int, rng: np.random.Generator, path: str) -> str:
         """Draw ``n`` samples and save them at ``path`` (default: a PNG image grid)."""

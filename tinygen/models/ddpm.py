@@ -12,9 +12,9 @@ shorter memory, 0.999 here).
 
 Evaluation (``tinygen eval --json``): ``simple_loss`` on the held-out images; ``bits_per_dim``,
 the variational bound (4) of the diffusion module on the first ``vb_images`` images, its KL
-terms estimated from ``vb_timesteps`` stratified steps (0: all T); with a scoring classifier
-(``--classifier PATH``) the sample scores of :mod:`tinygen.models.scoring`
-(class entropy, classifier Fréchet distance, nearest-training-image distance) for
+terms estimated from ``vb_timesteps`` stratified steps (0: all T); through the scoring
+classifier (the shipped one; ``--classifier PATH`` another, ``none`` skips them) the sample
+scores of :mod:`tinygen.models.scoring` (class entropy, classifier Fréchet distance, nearest-training-image distance) for
 ``eval_samples`` samples drawn with the configured sampler.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ class DDPMConfig:
     vb_images: int = 100            # held-out images for the variational bound
     vb_timesteps: int = 50          # stratified steps estimating the bound's KL sum (0: all T)
     trajectory_frames: int = 10     # frames of the noise-to-digit strip in `tinygen sample`
-    classifier: str = ""            # classifier checkpoint for the sample scores ("": none)
+    classifier: str = ""            # scoring classifier ("": the shipped one; "none"; a path)
 
 
 @register

@@ -319,6 +319,7 @@ class RealNVP(_FlowModel):
     select = "bits_per_dim"
     train_defaults = {"epochs": 18, "lr": 1e-3, "batch_size": 64}
     eval_batch_size = 250
+    scored_samples = 10000
 
     def __init__(self, config=None):
         super().__init__(config or RealNVPConfig())

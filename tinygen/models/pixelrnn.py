@@ -186,6 +186,7 @@ class PixelRNN(GenerativeModel):
     select = "nll_nats"
     train_defaults = {"epochs": 10, "lr": 1e-3, "batch_size": 32}
     eval_batch_size = 250
+    scored_samples = 100               # drawn pixel by pixel: 784 passes of the network
     image_shape = (1, 28, 28)
 
     def __init__(self, config=None):

@@ -22,6 +22,8 @@ scored the same way.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 NUM_CLASSES = 10
@@ -66,15 +68,39 @@ def load_classifier(path, device="cpu"):
 
 _resolved: dict = {}
 
+#: The scoring classifier that ships with tinygen (package data, weights only): the
+#: ``classifier`` model with ``--channels 16 --hidden 64``, trained on the 5,000 embedded digits
+#: by the command in :data:`SHIPPED_CLASSIFIER_COMMAND`; test error 2.62% on the 10,000 MNIST
+#: test images.
+SHIPPED_CLASSIFIER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights",
+                                  "mnist_classifier.ckpt")
+SHIPPED_CLASSIFIER_COMMAND = ("tinygen train classifier --channels 16 --hidden 64 --epochs 30 "
+                              "--seed 0 --data MNIST_DIR; tinygen export RUN/model.ckpt "
+                              "tinygen/models/weights/mnist_classifier.ckpt")
+#: the ``classifier`` option that turns the sample scores off
+NO_CLASSIFIER = "none"
 
-def resolve_classifier(path, device="cpu"):
-    """The scoring classifier every image model uses (GANs, VAEs, DDPM): the checkpoint named
-    by the model's ``classifier`` option, loaded once per process and device; None when no
-    path is named (the class-coverage and Fréchet scores are then not reported). This is the
-    one place where a model's scoring classifier is chosen."""
-    if not path:
+
+def classifier_path(option):
+    """The checkpoint a model's ``classifier`` option names: ``""`` (the default) the shipped
+    classifier :data:`SHIPPED_CLASSIFIER`, ``"none"`` no classifier (None), else the path."""
+    if option is None or option == "":
+        return SHIPPED_CLASSIFIER
+    if str(option).lower() == NO_CLASSIFIER:
         return None
-    key = (str(path), str(device))
+    return os.fspath(option)
+
+
+def resolve_classifier(option, device="cpu"):
+    """The scoring classifier every image model uses (GANs, VAEs, flows, DDPM, ...): the
+    checkpoint named by the model's ``classifier`` option (see :func:`classifier_path`; the
+    shipped one by default), loaded once per process and device; None for ``"none"`` (the
+    class-coverage and Fréchet scores are then not reported). This is the one place where a
+    model's scoring classifier is chosen."""
+    path = classifier_path(option)
+    if path is None:
+        return None
+    key = (path, str(device))
     if key not in _resolved:
         _resolved[key] = load_classifier(path, device)
     return _resolved[key]

@@ -203,6 +203,7 @@ class SemiSupervised(GenerativeModel):
     Config = SemiSupervisedConfig
     select = "error"
     train_defaults = {"epochs": 100, "lr": 1e-3, "batch_size": 100}
+    scored_samples = 10000
     uses_m1 = True
     uses_m2 = True
 

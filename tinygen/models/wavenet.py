@@ -323,6 +323,8 @@ class WaveNet(GenerativeModel):
         if c.seq_len < 1 or c.sample_length < 0 or not c.temperature > 0:
             raise ValueError(f"seq_len must be >= 1, sample_length >= 0 and temperature > 0, got "
                              f"{c.seq_len}, {c.sample_length}, {c.temperature}")
+        # mnist: samples scored after training (drawn token by token by the fast generator)
+        self.scored_samples = 1000 if c.dataset == "mnist" else 0
         from .charrnn import ALPHABET
         n_in, n_out = (len(ALPHABET), len(ALPHABET)) if c.dataset == "text" else (3, 2)
         self.net = WaveNetNet(n_in, n_out, WaveNetConfig(

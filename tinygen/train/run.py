@@ -34,7 +34,9 @@ def _prefixed(prefix, metrics):
 
 def final_metrics(model, data) -> dict:
     """Metrics of ``model`` on the validation and test sets (:meth:`evaluate`), with the
-    model's baselines (:meth:`extra_metrics`, e.g. PCA at the same d for the autoencoders)."""
+    model's baselines (:meth:`extra_metrics`, e.g. PCA at the same d for the autoencoders) and,
+    on the held-out split (the test set if there is one), the scoring classifier's judgement
+    of its samples (:meth:`sample_quality`)."""
     out = {}
     for split, ds in (("val", data.val), ("test", data.test)):
         if ds is None:
@@ -42,6 +44,8 @@ def final_metrics(model, data) -> dict:
         model.eval()
         out.update(_prefixed(split, model.evaluate(ds)))
         out.update(model.extra_metrics(data, split, ds))
+        if ds is data.heldout:
+            out.update(_prefixed(split, model.sample_quality(ds)))
     return out
 
 
@@ -104,10 +108,10 @@ def check_run_data(model, data, train_config):
                          f"split; use a larger fraction or 0 (no model selection)")
     model.check_data(data)
     classifier = getattr(model.config, "classifier", None)
-    if classifier:
-        from ..models.scoring import load_classifier
+    if classifier is not None:
+        from ..models.scoring import resolve_classifier
         try:
-            load_classifier(classifier)
+            resolve_classifier(classifier)
         except (ValueError, OSError) as e:
             raise ValueError(f"--classifier: {' '.join(str(e).split())}") from None
 
@@ -233,3 +237,45 @@ def sample_checkpoint(path, n=64, out=None, seed=0, device="cpu") -> str:
         raise ValueError(f"model {ckpt['model']!r} is a classifier and does not generate samples")
     out = out or os.path.join(os.path.dirname(os.path.abspath(path)), "samples.png")
     return model.save_samples(n, np.random.default_rng(seed), out)
+
+
+def export_checkpoint(path, out, device="cpu") -> dict:
+    """Write a weights-only copy of checkpoint ``path`` to ``out``: the model's name, options
+    and weights (what :func:`tinygen.models.registry.model_from_checkpoint` rebuilds it from),
+    without optimizer state, random-number state or trainer position -- about a third of a
+    training checkpoint's size, for sharing and for package data (the shipped scoring
+    classifier is such a file). The weights are checked to rebuild the model first. An existing
+    ``out`` is never replaced (FileExistsError). Returns the written record's ``extra``."""
+    if os.path.lexists(out):
+        raise FileExistsError(17, "exists; tinygen export never replaces a file, choose another "
+                              "name", os.fspath(out))
+    _, ckpt = model_from_checkpoint(path, device)
+    extra = {**(ckpt.get("extra") or {}), "exported_from": os.path.basename(os.fspath(path)),
+             "final": bool(ckpt.get("final", False))}
+    save_checkpoint(out, {"model": ckpt["model"], "model_config": ckpt["model_config"],
+                          "state_dict": ckpt["state_dict"], "extra": extra})
+    return extra
+
+
+EVAL_KEYS = ("checkpoint", "model", "split", "size")
+
+
+def write_eval_json(result: dict, out) -> str:
+    """Write ``tinygen eval``'s ``result`` as JSON to ``out`` (``tinygen report`` reads a run's
+    ``eval.json`` beside its ``results.json``). A file that exists is replaced only when it is
+    itself an earlier ``tinygen eval`` result; anything else there is refused
+    (FileExistsError), so no other file is lost."""
+    out = os.fspath(out)
+    if os.path.lexists(out):
+        try:
+            with open(out) as f:
+                old = json.load(f)
+            earlier = isinstance(old, dict) and all(k in old for k in EVAL_KEYS)
+        except (OSError, ValueError):
+            earlier = False
+        if not earlier:
+            raise FileExistsError(17, "exists and is not an earlier tinygen eval result; "
+                                  "choose another --out", out)
+    with atomic_write(out, "w") as f:
+        json.dump(result, f, indent=2)
+    return out

@@ -43,8 +43,9 @@ Images are shown to D scaled to [-1, 1] (x' = 2x - 1) and G ends with tanh; ``sa
 Logged per step: ``d_loss``, ``g_loss``, ``d_real`` = mean D(x) and ``d_fake`` = mean D(G(z))
 (the ``loss`` column is L_D). Every epoch a sample grid of a fixed set of latents is saved
 (``samples_epoch_NNN.png``; toy sets: the samples over the data). Sample quality on MNIST is
-scored through a tinygen classifier (:func:`tinygen.models.scoring.resolve_classifier`): name its
-checkpoint with ``--classifier PATH``.
+scored through a tinygen classifier (:func:`tinygen.models.scoring.resolve_classifier`): the one
+that ships with tinygen, another checkpoint with ``--classifier PATH``, none with
+``--classifier none``.
 
 Files: :mod:`.base` (the game, generation, evaluation), :mod:`.space` (MNIST images or 2-D
 points as an object), :mod:`.mlp` (``gan``), :mod:`.conv` (``dcgan``, ``cgan``).
@@ -262,7 +263,8 @@ class GAN(GenerativeModel):
 
     # -- evaluation ------------------------------------------------------------------------------
     def scoring_classifier(self):
-        """The classifier named by ``--classifier`` (None if none is named)."""
+        """The scoring classifier: the shipped one, the checkpoint ``--classifier`` names, or
+        None with ``--classifier none``."""
         return resolve_classifier(self.config.classifier, self.device)
 
     def d_stats(self, dataset) -> dict:

@@ -102,6 +102,7 @@ class VAE(GenerativeModel):
     select = "neg_elbo"
     conditional = False
     train_defaults = {"epochs": 100, "lr": 1e-3, "batch_size": 100}
+    scored_samples = 10000
     iw_batch_rows = 20000          # decoder rows per chunk of the importance-weighted estimate
 
     def __init__(self, config):

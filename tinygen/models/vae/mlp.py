@@ -164,6 +164,7 @@ class ToyVAE(MLPVAE):
     description = "the lecture's 2-D VAE on two moons (Gaussian decoder with learned variance)"
     Config = ToyVAEConfig
     train_defaults = {"epochs": 500, "lr": 1e-2, "batch_size": 10}
+    scored_samples = 0                 # 2-D points, not images
 
     def data_dim(self):
         return 2
