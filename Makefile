@@ -30,7 +30,8 @@ test: venv
 # kernel tests. The pytest header says so: no GPU code runs here.
 test-gpu-emu: venv
 	TINYGEN_TEST_DEVICE=cuda-emu $(VENV)/bin/pytest -q tests/test_ops_*.py tests/test_cuda_*.py \
-	    tests/test_conv.py tests/test_lstm.py tests/test_coupling.py tests/test_losses.py
+	    tests/test_conv.py tests/test_lstm.py tests/test_coupling.py tests/test_losses.py \
+	    tests/test_tensor_data.py
 
 # On a machine with a GPU and CuPy: the suite on real CuPy and the GPU benchmarks, results (JSON +
 # a markdown table) in GPU_CHECK_OUT. It runs with that machine's python (GPU_PYTHON), no venv:

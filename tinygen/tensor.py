@@ -108,6 +108,7 @@ class Tensor:
     ``t.array`` is the backing array itself: a ``numpy.ndarray`` on the CPU, a ``cupy.ndarray``
     on a GPU, shared (no copy), whatever ``requires_grad`` says. It is what a Function's forward
     receives and what kernels work on; writing into it bypasses autograd's checks.
+    ``t.data`` is PyTorch's: a Tensor over the same array (see :attr:`data`).
     """
 
     # _out_index: which output of its grad_fn (_ctx) this tensor is (Functions may have several)
@@ -175,6 +176,39 @@ class Tensor:
     @property
     def _version(self) -> int:
         return self._vbox[0]
+
+    @property
+    def data(self) -> "Tensor":
+        """PyTorch's ``.data``: a new Tensor over this one's memory (same array, dtype and device),
+        with ``requires_grad=False``, no history and its *own* version counter.
+
+        Writes through it reach this tensor (``p.data.add_(p.grad, alpha=-lr)``,
+        ``w.data.normal_(0, 0.02)``) and, unlike writes through :meth:`detach`, are invisible to
+        the check that a tensor saved for backward was not modified in place: that is PyTorch's
+        difference between the two, and why ``.detach()`` is the safer one. A Parameter's
+        ``.data`` is a plain Tensor. The backing NumPy/CuPy array itself is ``.array``.
+
+        ``t.data = other`` rebinds this tensor to ``other``'s memory (a Tensor, or a NumPy/CuPy
+        array; shape, dtype and device may change), leaving the graph, ``grad`` and the version
+        counter alone. A tensor that requires grad only takes floating point data.
+        """
+        return Tensor._wrap(self.array)
+
+    @data.setter
+    def data(self, value):
+        if isinstance(value, Tensor):
+            array = value.array
+        elif isinstance(value, np.ndarray) or backend.device_of_safe(value) == "cuda":
+            array = value
+        else:
+            raise TypeError(f"data: expected a Tensor (or a NumPy/CuPy array), got "
+                            f"{type(value).__name__}")
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"data: cannot hold an array of dtype {array.dtype}")
+        if self.requires_grad and not backend.is_floating(array.dtype):
+            raise RuntimeError(f"data set to a tensor that requires gradients must be floating "
+                               f"point, got dtype {array.dtype}")
+        self.array = array
 
     @property
     def T(self) -> "Tensor":
