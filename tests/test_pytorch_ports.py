@@ -90,6 +90,22 @@ def test_dcgan_runs_and_its_discriminator_learns():
     assert np.mean(d_loss[-3:]) < np.mean(d_loss[:3])
 
 
+def test_dcgan_weights_init_writes_through_data():
+    """The canonical weights_init (``m.weight.data.normal_(0.0, 0.02)``, ``m.bias.data.fill_(0)``)
+    reaches the parameters: their default init (uniform, std >= 0.05 at these fan-ins) is gone."""
+    net = dcgan.Generator(4, 1, 1)
+    convs = [m for m in net.modules() if type(m).__name__ == "ConvTranspose2d"]
+    bns = [m for m in net.modules() if type(m).__name__ == "BatchNorm2d"]
+    flat = lambda ps: np.concatenate([p.detach().numpy().ravel() for p in ps])  # noqa: E731
+    assert flat(m.weight for m in convs).std() > 0.04
+    net.apply(dcgan.weights_init)
+    assert 0.018 < flat(m.weight for m in convs).std() < 0.022                  # 1200 draws
+    w = flat(m.weight for m in bns)
+    assert not np.all(w == 1.0) and abs(w.mean() - 1.0) < 0.03
+    assert np.all(flat(m.bias for m in bns) == 0.0)
+    assert all(m.weight.requires_grad and m.weight.grad is None for m in convs)
+
+
 def test_mnist_rnn_trains():
     history = mnist_rnn.main(["--epochs", "2", "--limit", "1024", "--log-interval", "1000",
                               "--lr", "1.0"])

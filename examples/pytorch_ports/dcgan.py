@@ -17,12 +17,10 @@ from ._data import mnist_tensors
 def weights_init(m):
     classname = m.__class__.__name__
     if classname.find('Conv') != -1:
-        # tinygen: the canonical script writes m.weight.data.normal_(0.0, 0.02); tinygen's
-        # .data is the backing array, so the init goes through nn.init (valid PyTorch too)
-        nn.init.normal_(m.weight, 0.0, 0.02)
+        m.weight.data.normal_(0.0, 0.02)
     elif classname.find('BatchNorm') != -1:
-        nn.init.normal_(m.weight, 1.0, 0.02)
-        nn.init.zeros_(m.bias)
+        m.weight.data.normal_(1.0, 0.02)
+        m.bias.data.fill_(0)
 
 
 class Generator(nn.Module):

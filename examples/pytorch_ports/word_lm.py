@@ -210,11 +210,8 @@ def main(argv=None):
 
             # `clip_grad_norm` helps prevent the exploding gradient problem in RNNs / LSTMs.
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-            # tinygen: the canonical script writes p.data.add_(p.grad, alpha=-lr); tinygen's
-            # .data is the backing array, so the update runs under no_grad (valid PyTorch too)
-            with torch.no_grad():
-                for p in model.parameters():
-                    p.add_(p.grad, alpha=-lr)
+            for p in model.parameters():
+                p.data.add_(p.grad, alpha=-lr)
 
             total_loss += loss.item()
             losses.append(loss.item())
