@@ -174,3 +174,22 @@ def test_python_dash_m_entry_point():
     res = subprocess.run([sys.executable, "-m", "tinygen", "list"], capture_output=True,
                          text=True, env={**os.environ})
     assert res.returncode == 0 and "conv-ae" in res.stdout
+
+
+def test_eval_classifier_override(capsys, tmp_path, mnist_dir):
+    """tinygen eval --classifier: none drops the sample scores of a model without a classifier
+    option; a checkpoint that is not a classifier is one line naming it."""
+    out = tmp_path / "run"
+    code, _, err = run(["train", "linear-ae", "--data", str(mnist_dir), "--epochs", "1",
+                        "--out", str(out), "--no-progress"], capsys)
+    assert code == 0, err
+    code, stdout, _ = run(["eval", str(out / "model.ckpt"), "--json"], capsys)
+    assert code == 0 and "test_class_entropy" in json.loads(stdout)
+    code, stdout, _ = run(["eval", str(out / "model.ckpt"), "--json", "--classifier", "none"],
+                          capsys)
+    ev = json.loads(stdout)
+    assert code == 0 and "test_mse" in ev and "test_class_entropy" not in ev
+    code, _, err = run(["eval", str(out / "model.ckpt"), "--classifier",
+                        str(out / "model.ckpt")], capsys)
+    assert code == 2 and err.startswith("tinygen: error: --classifier:")
+    assert "not of the 'classifier' model" in err and len(err.strip().splitlines()) == 1

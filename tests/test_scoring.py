@@ -257,3 +257,19 @@ def test_every_image_model_reports_sample_scores_by_default():
     assert build_model("classifier", {}).sample_quality(data.val) == {}
     gan = build_model("gan", {"classifier": "none"})
     assert gan.sample_quality(data.val) == {}          # GANs score in evaluate() (eval_samples)
+
+
+def test_cvae_cond_accuracy_uses_the_shipped_classifier_unless_none():
+    from tinygen.models import build_model
+    from tinygen.data.runs import load_mnist_data
+    data, _ = load_mnist_data(None, 0.1, 0)
+    cvae = build_model("cvae", {})
+    cvae.eval()
+    acc = cvae.extra_evaluation(data.val, None)["cond_accuracy"]
+    assert 0 <= acc <= 1
+    cvae.use_classifier("none")
+    assert cvae.config.classifier == "none" and cvae.extra_evaluation(data.val, None) == {}
+    vae = build_model("vae", {})
+    assert vae.classifier_option == ""
+    vae.use_classifier("none")
+    assert vae.classifier_option == "none" and vae.sample_quality(data.val) == {}

@@ -4,7 +4,8 @@
     tinygen train MODEL [--data DIR] [--epochs N] [--batch-size B] [--lr LR] [--seed S]
                         [--device cpu|cuda] [--out DIR] [--resume CKPT] [model options]
     tinygen sample CKPT [-n N] [--out FILE.png] [--seed S] [--device cpu|cuda]
-    tinygen eval CKPT [--data DIR] [--json] [--out FILE.json] [--device cpu|cuda]
+    tinygen eval CKPT [--data DIR] [--json] [--out FILE.json] [--classifier CKPT|none]
+                 [--device cpu|cuda]
     tinygen export CKPT OUT.ckpt
     tinygen report RUN_DIR... [--out FILE.md]
     tinygen demo
@@ -190,7 +191,8 @@ def _cmd_eval(args):
 
     _check_device(args.device)
     with _user_errors():
-        result = evaluate_checkpoint(args.checkpoint, data_dir=args.data, device=args.device)
+        result = evaluate_checkpoint(args.checkpoint, data_dir=args.data, device=args.device,
+                                     classifier=args.classifier)
         if args.out:
             write_eval_json(result, args.out)
     if args.json:
@@ -249,6 +251,10 @@ def build_parser():
     e.add_argument("--data", metavar="DIR", help="directory with the MNIST test IDX files")
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--classifier", metavar="CKPT",
+                   help="scoring classifier for the sample scores: a checkpoint of tinygen "
+                        "train classifier, or none (default: the model's own option, else the "
+                        "one that ships with tinygen)")
     e.add_argument("--out", metavar="FILE.json",
                    help="also write the result as JSON (RUN_DIR/eval.json is read by "
                         "tinygen report)")

@@ -100,6 +100,24 @@ class GenerativeModel(nn.Module):
         name the split (``pca_test_mse``). Default: none."""
         return {}
 
+    @property
+    def classifier_option(self) -> str:
+        """Which scoring classifier judges this model's samples (see
+        :func:`tinygen.models.scoring.classifier_path`): the ``classifier`` option of models
+        that have one (GANs, cvae, DDPM score during training), else what
+        :meth:`use_classifier` set, else ``""`` (the shipped classifier)."""
+        if hasattr(self.config, "classifier"):
+            return self.config.classifier
+        return self.__dict__.get("_classifier_option", "")
+
+    def use_classifier(self, option: str) -> None:
+        """Judge samples with the classifier ``option`` names from now on (``tinygen eval
+        --classifier``): a checkpoint path, ``""`` for the shipped one, ``"none"``."""
+        if hasattr(self.config, "classifier"):
+            self.config.classifier = option
+        else:
+            self.__dict__["_classifier_option"] = option
+
     def sample_quality(self, dataset) -> dict:
         """The scoring classifier's judgement of ``scored_samples`` samples against the images
         of ``dataset`` (:func:`tinygen.models.scoring.score_samples`: ``class_entropy``,
@@ -107,7 +125,7 @@ class GenerativeModel(nn.Module):
         if not self.scored_samples or not self.can_sample:
             return {}
         from .scoring import resolve_classifier, score_samples
-        clf = resolve_classifier(getattr(self.config, "classifier", ""), self.device)
+        clf = resolve_classifier(self.classifier_option, self.device)
         if clf is None:
             return {}
         samples = np.clip(self.sample(self.scored_samples, np.random.default_rng(2)), 0.0, 1.0)

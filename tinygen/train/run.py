@@ -203,13 +203,21 @@ def train_model(name, train_config: TrainConfig, options=None, data_dir=None, re
     return results
 
 
-def evaluate_checkpoint(path, data_dir=None, device="cpu") -> dict:
+def evaluate_checkpoint(path, data_dir=None, device="cpu", classifier=None) -> dict:
     """Metrics of a checkpoint on the MNIST test set of ``data_dir``, else of $TINYGEN_DATA,
     else of the data the checkpoint was trained with; without a test set, on its validation
-    split (the same seeded split as in training)."""
+    split (the same seeded split as in training). ``classifier`` (a checkpoint path or
+    ``"none"``) replaces the scoring classifier the model would use."""
     from ..data import ENV_VAR
 
     model, ckpt = model_from_checkpoint(path, device)
+    if classifier is not None:
+        from ..models.scoring import resolve_classifier
+        try:
+            resolve_classifier(classifier, device)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"--classifier: {' '.join(str(e).split())}") from None
+        model.use_classifier(classifier)
     desc = (ckpt.get("extra") or {}).get("data") or {}
     source = data_dir or (None if os.environ.get(ENV_VAR) else _recorded_data(ckpt))
     data, _ = model.load_data(source, desc.get("val_fraction", 0.1), desc.get("split_seed", 0))

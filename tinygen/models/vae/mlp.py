@@ -217,7 +217,7 @@ class ToyVAE(MLPVAE):
 @dataclass
 class CVAEConfig(MLPVAEConfigBase):
     latent_dim: int = 2             # d (2: class-consistent samples, the lecture's style grid)
-    classifier: str = ""            # checkpoint of `tinygen train classifier`: scores samples
+    classifier: str = ""            # scoring classifier ("": the shipped one; "none"; a path)
 
 
 @register
@@ -227,9 +227,10 @@ class ConditionalVAE(MLPVAE):
 
         log p(x | y) >= E_{q(z|x,y)} [ log p(x | z, y) ] - D_KL( q(z | x, y) || p(z) ).
 
-    Class-conditional samples: fix y, draw z ~ N(0, I). With ``classifier`` (a checkpoint of
-    ``tinygen train classifier``) evaluation reports ``cond_accuracy``: the share of 1,000
-    samples (100 per digit) that the classifier assigns to their conditioning label.
+    Class-conditional samples: fix y, draw z ~ N(0, I). Evaluation reports ``cond_accuracy``:
+    the share of 1,000 samples (100 per digit) that the scoring classifier (the shipped one,
+    the checkpoint ``classifier`` names, or none with ``none``) assigns to their conditioning
+    label.
     """
     model_name = "cvae"
     description = "conditional VAE (Sohn et al.): encoder and decoder conditioned on the label"
@@ -257,11 +258,11 @@ class ConditionalVAE(MLPVAE):
         return super().decode(F.cat([z, self.one_hot(y)], dim=1))           # (N, d + 10)
 
     def extra_evaluation(self, dataset, x):
-        if not self.config.classifier:
-            return {}
         from ..scoring import classify, resolve_classifier
 
         clf = resolve_classifier(self.config.classifier, self.device)
+        if clf is None:
+            return {}
         labels = np.repeat(np.arange(self.n_classes), 100)
         samples = self.sample(len(labels), np.random.default_rng(2024), labels=labels)
         return {"cond_accuracy": float(np.mean(classify(clf, samples) == labels))}
