@@ -177,12 +177,19 @@ def test_python_dash_m_entry_point():
 
 
 def test_eval_classifier_override(capsys, tmp_path, mnist_dir):
-    """tinygen eval --classifier: none drops the sample scores of a model without a classifier
+    """train/eval --classifier: none drops the sample scores of a model without a classifier
     option; a checkpoint that is not a classifier is one line naming it."""
     out = tmp_path / "run"
     code, _, err = run(["train", "linear-ae", "--data", str(mnist_dir), "--epochs", "1",
-                        "--out", str(out), "--no-progress"], capsys)
+                        "--out", str(out), "--no-progress", "--classifier", "none"], capsys)
     assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert "test_mse" in results and "test_class_entropy" not in results
+    code, _, err = run(["train", "linear-ae", "--data", str(mnist_dir), "--epochs", "1",
+                        "--out", str(tmp_path / "other"), "--classifier",
+                        str(tmp_path / "nothing.ckpt")], capsys)
+    assert code == 2 and "--classifier" in err and "nothing.ckpt" in err
+    assert not (tmp_path / "other").exists()                       # checked before any file
     code, stdout, _ = run(["eval", str(out / "model.ckpt"), "--json"], capsys)
     assert code == 0 and "test_class_entropy" in json.loads(stdout)
     code, stdout, _ = run(["eval", str(out / "model.ckpt"), "--json", "--classifier", "none"],

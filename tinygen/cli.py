@@ -92,6 +92,11 @@ def _train_parser(cls=None):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     if cls is not None:
         _add_model_options(p, cls)
+        if cls.can_sample and "classifier" not in {f.name for f in fields(cls.Config)}:
+            p.add_argument("--classifier", dest="score_classifier", metavar="CKPT",
+                           help="classifier that judges the samples after training (image "
+                                "models): a checkpoint of tinygen train classifier, or none "
+                                "(default: the one that ships with tinygen)")
     return p
 
 
@@ -129,7 +134,8 @@ def _cmd_train(argv):
     _check_device(args.device)
     try:
         results = train_model(cls.model_name, config, options, data_dir=args.data,
-                              resume=args.resume, overwrite=args.overwrite, given=given)
+                              resume=args.resume, overwrite=args.overwrite, given=given,
+                              classifier=getattr(args, "score_classifier", None))
     except TrainingDiverged as e:
         print(f"tinygen: {e}", file=sys.stderr)
         return 1

@@ -130,11 +130,13 @@ class Autoencoder(GenerativeModel):
                                                  self.config.latent_dim)["pca_mse"]}
 
     def finish(self, data):
-        """Fit the diagonal Gaussian N(m^, Delta^) to the codes of the training set."""
+        """Fit the diagonal Gaussian N(m^, Delta^) to the codes of the training set. A code
+        that collapsed to one value (e.g. a dead ReLU unit) keeps a spread of 1e-6, so that a
+        fitted distribution (std > 0) tells apart from the zeros of an unfinished run."""
         z = self.codes(data.train.images).astype(np.float64)
         with no_grad():
             self.code_mean.copy_(self.as_tensor(z.mean(axis=0)))
-            self.code_std.copy_(self.as_tensor(z.std(axis=0)))
+            self.code_std.copy_(self.as_tensor(np.maximum(z.std(axis=0), 1e-6)))
 
     # -- generation ------------------------------------------------------------------------------
     def sample(self, n, rng):

@@ -107,11 +107,10 @@ def check_run_data(model, data, train_config):
         raise ValueError(f"--val-fraction {train_config.val_fraction} leaves an empty validation "
                          f"split; use a larger fraction or 0 (no model selection)")
     model.check_data(data)
-    classifier = getattr(model.config, "classifier", None)
-    if classifier is not None:
+    if model.scored_samples or hasattr(model.config, "classifier"):
         from ..models.scoring import resolve_classifier
         try:
-            resolve_classifier(classifier)
+            resolve_classifier(model.classifier_option)
         except (ValueError, OSError) as e:
             raise ValueError(f"--classifier: {' '.join(str(e).split())}") from None
 
@@ -134,7 +133,7 @@ def machine_description(device="cpu") -> dict:
 
 
 def train_model(name, train_config: TrainConfig, options=None, data_dir=None, resume=None,
-                pictures=True, overwrite=False, given=None):
+                pictures=True, overwrite=False, given=None, classifier=None):
     """Train model ``name``; returns the results dict (also written to results.json).
 
     Everything is checked before any file is written: the settings, the resumed checkpoint,
@@ -142,7 +141,8 @@ def train_model(name, train_config: TrainConfig, options=None, data_dir=None, re
     a directory holding another run is refused unless ``overwrite``. A resumed run keeps the
     checkpoint's model options and data settings (:data:`DATA_SETTINGS` and the data
     source); a setting the user gave (``given``: names of TrainConfig fields set explicitly,
-    None: all) that differs is refused with the list of conflicts.
+    None: all) that differs is refused with the list of conflicts. ``classifier`` (a path or
+    ``"none"``) replaces the scoring classifier that judges the samples after training.
     """
     from .rundir import new_run_id, prepare_run_directory
 
@@ -167,6 +167,8 @@ def train_model(name, train_config: TrainConfig, options=None, data_dir=None, re
         run_id = (ckpt.get("extra") or {}).get("run_id") or run_id
     tg_random.manual_seed(train_config.seed)
     model = build_model(name, options)
+    if classifier is not None:
+        model.use_classifier(classifier)
     if train_config.device != "cpu":
         model.to(device=train_config.device)
     data, desc = model.load_data(data_dir, train_config.val_fraction, train_config.seed)
