@@ -14,6 +14,7 @@ run one after another on the calling thread.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
@@ -21,7 +22,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["N_CORES", "run_pieces", "idle_cores"]
+__all__ = ["N_CORES", "run_pieces", "idle_cores", "one_blas_thread"]
 
 
 def _thread_limit():
@@ -69,6 +70,19 @@ def idle_cores():
 
 
 _SETTERS = _local_thread_setters()
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS calls made from the calling thread inside the block run single-threaded (both
+    OpenBLAS builds, this thread only). For many small dependent GEMMs (an LSTM's per-step
+    products), where a multi-threaded BLAS call waits for its slowest thread at every step."""
+    before = [setter(1) for setter in _SETTERS]
+    try:
+        yield
+    finally:
+        for setter, b in zip(_SETTERS, before):
+            setter(b)
 _POOL = None
 _POOL_PID = None                   # a forked child gets a pool of its own (its parent's threads
                                    # do not exist there)
