@@ -138,10 +138,16 @@ def test_training_writes_metrics_and_checkpoints(tmp_path, capsys):
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     full, _ = _train(tmp_path / "full", epochs=4)
-    _train(tmp_path / "part", epochs=2)
+    _, first = _train(tmp_path / "part", epochs=2)
+    before = load_checkpoint(tmp_path / "part" / "last.ckpt")["trainer"]["seconds"]
+    assert 0 < before <= first.train_seconds()
     # the epoch-2 checkpoint of the interrupted run; resume it for the remaining 2 epochs
-    resumed, _ = _train(tmp_path / "part", epochs=4, resume=tmp_path / "part" / "last.ckpt",
-                        seed=99)  # a different seed here must not matter: the state is restored
+    resumed, second = _train(tmp_path / "part", epochs=4,
+                             resume=tmp_path / "part" / "last.ckpt",
+                             seed=99)  # a different seed here must not matter: the state is restored
+    # the training time counts both parts of the run (results.json's train_seconds)
+    assert second.train_seconds() > before
+    assert load_checkpoint(tmp_path / "part" / "last.ckpt")["trainer"]["seconds"] > before
     a, b = _records(tmp_path / "full"), _records(tmp_path / "part")
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for ra, rb in zip(a, b):

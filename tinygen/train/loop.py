@@ -95,6 +95,7 @@ class _State:
     epoch: int = 0          # epochs completed in that phase
     step: int = 0           # optimizer steps over the whole run
     best: dict = field(default_factory=dict)   # phase name -> best selection value
+    seconds: float = 0.0    # wall time of fit() up to this state, summed over resumed parts
 
 
 class Trainer:
@@ -122,8 +123,17 @@ class Trainer:
         self.optimizer = None      # the phase's Adam (phases with a loss)
         self.optimizers = None     # name -> Adam (phases with their own step)
         self.history = []          # the records written to metrics.jsonl in this process
+        self._clock = None         # (perf_counter at the start of fit, state.seconds then)
 
     # -- checkpoints -----------------------------------------------------------------------------
+    def train_seconds(self) -> float:
+        """Wall time spent in :meth:`fit` over the whole run: the parts before a ``--resume``
+        (recorded in the checkpoint it resumed from) plus the current one."""
+        if self._clock is None:
+            return self.state.seconds
+        start, before = self._clock
+        return before + time.perf_counter() - start
+
     def checkpoint_payload(self) -> dict:
         return {
             "model": self.model.model_name,
@@ -133,7 +143,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "optimizers": ({k: o.state_dict() for k, o in self.optimizers.items()}
                            if self.optimizers is not None else None),
-            "trainer": asdict(self.state),
+            "trainer": {**asdict(self.state), "seconds": self.train_seconds()},
             "rng": {"tinygen": tg_random.get_rng_state(), "numpy": self.rng.bit_generator.state},
             "extra": self.extra,
         }
@@ -203,6 +213,7 @@ class Trainer:
             self._truncate_metrics(self.state.step)
         elif os.path.exists(self.metrics_path):
             os.remove(self.metrics_path)
+        self._clock = (time.perf_counter(), self.state.seconds)
         device = self.config.device
         for index, phase in enumerate(self.phases):
             if index < self.state.phase:
@@ -245,6 +256,7 @@ class Trainer:
             if index + 1 < len(self.phases):   # the last phase stays "in progress", so a
                 self.state.phase, self.state.epoch = index + 1, 0   # resume can extend it
                 save_checkpoint(self.last_path, self.checkpoint_payload())
+        self.state.seconds, self._clock = self.train_seconds(), None
         return [r for r in self.history if r["kind"] == "val"]
 
     def _run_epoch(self, phase, epochs, batches, params, device):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from dataclasses import asdict
 
 import numpy as np
@@ -183,9 +182,8 @@ def train_model(name, train_config: TrainConfig, options=None, data_dir=None, re
                    "machine": machine_description(train_config.device)}, f, indent=2)
     trainer = Trainer(model, model.phases(data), (data.train.images, data.train.labels),
                       train_config, extra={"data": desc, "run_id": run_id})
-    t0 = time.perf_counter()
     trainer.fit(resume=resume)
-    seconds = time.perf_counter() - t0
+    seconds = trainer.train_seconds()      # every part of a resumed run, not only this one
     selected = trainer.load_best()
     model.finish(data)
     payload = trainer.checkpoint_payload()
