@@ -196,6 +196,11 @@ def test_eval_classifier_override(capsys, tmp_path, mnist_dir):
                           capsys)
     ev = json.loads(stdout)
     assert code == 0 and "test_mse" in ev and "test_class_entropy" not in ev
+    code, stdout, _ = run(["eval", str(out / "model.ckpt"), "--json", "--samples", "50"],
+                          capsys)
+    assert code == 0 and json.loads(stdout)["test_scored_samples"] == 50
+    code, _, err = run(["eval", str(out / "model.ckpt"), "--samples", "1"], capsys)
+    assert code == 2 and "--samples must be an integer >= 2" in err
     code, _, err = run(["eval", str(out / "model.ckpt"), "--classifier",
                         str(out / "model.ckpt")], capsys)
     assert code == 2 and err.startswith("tinygen: error: --classifier:")

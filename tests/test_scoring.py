@@ -273,3 +273,15 @@ def test_cvae_cond_accuracy_uses_the_shipped_classifier_unless_none():
     assert vae.classifier_option == ""
     vae.use_classifier("none")
     assert vae.classifier_option == "none" and vae.sample_quality(data.val) == {}
+
+
+def test_the_number_of_scored_samples_can_be_changed():
+    from tinygen.models import build_model
+    gan = build_model("dcgan", {"channels": 4})
+    gan.use_scored_samples(300)
+    assert gan.config.eval_samples == 300
+    vae = build_model("vae", {})
+    vae.use_scored_samples(40)
+    assert vae.scored_samples == 40 and type(vae).scored_samples == 10000   # this model only
+    with pytest.raises(ValueError, match="no samples that the scoring classifier judges"):
+        build_model("toy-vae", {}).use_scored_samples(10)

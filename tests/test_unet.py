@@ -153,9 +153,14 @@ def test_ddpm_trains_with_ema_saves_grid_and_trajectory_and_evaluates(tmp_path):
     assert strip.size[0] < strip.size[1]                # 3 frames across, one row per digit
     metrics = model.evaluate(data.val)
     assert set(metrics) == {"simple_loss", "bits_per_dim"} and metrics["bits_per_dim"] > 0
-    # no classifier named: no sample scores, but the nearest-training-image check runs
+    # --classifier none: no sample scores, but the nearest-training-image check runs
     model.config.eval_samples = 4
+    model.use_classifier("none")
     assert set(model.evaluate(data.val)) == {"simple_loss", "bits_per_dim"}
+    # the default: the shipped classifier judges the samples
+    model.use_classifier("")
+    scored = model.evaluate(data.val)
+    assert 0 <= scored["class_entropy"] <= np.log(10) + 1e-9 and scored["fid_classifier"] > 0
     near = model.extra_metrics(data, "val", data.val)
     assert set(near) == {"val_nn_train_dist", "val_nn_train_dist_real"}
     assert all(v > 0 for v in near.values())

@@ -118,6 +118,20 @@ class GenerativeModel(nn.Module):
         else:
             self.__dict__["_classifier_option"] = option
 
+    def use_scored_samples(self, n: int) -> None:
+        """Score ``n`` samples at evaluation from now on (``tinygen eval --samples``): the
+        ``eval_samples`` option of models that score in evaluate() (GANs, DDPM), else
+        :attr:`scored_samples`. A model that draws no images refuses (ValueError)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ValueError(f"--samples must be an integer >= 2, got {n!r}")
+        if hasattr(self.config, "eval_samples"):
+            self.config.eval_samples = n
+        elif self.scored_samples:
+            self.scored_samples = n
+        else:
+            raise ValueError(f"--samples: model {self.model_name!r} has no samples that the "
+                             f"scoring classifier judges")
+
     def sample_quality(self, dataset) -> dict:
         """The scoring classifier's judgement of ``scored_samples`` samples against the images
         of ``dataset`` (:func:`tinygen.models.scoring.score_samples`: ``class_entropy``,

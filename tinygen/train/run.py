@@ -203,11 +203,13 @@ def train_model(name, train_config: TrainConfig, options=None, data_dir=None, re
     return results
 
 
-def evaluate_checkpoint(path, data_dir=None, device="cpu", classifier=None) -> dict:
+def evaluate_checkpoint(path, data_dir=None, device="cpu", classifier=None,
+                        samples=None) -> dict:
     """Metrics of a checkpoint on the MNIST test set of ``data_dir``, else of $TINYGEN_DATA,
     else of the data the checkpoint was trained with; without a test set, on its validation
     split (the same seeded split as in training). ``classifier`` (a checkpoint path or
-    ``"none"``) replaces the scoring classifier the model would use."""
+    ``"none"``) replaces the scoring classifier the model would use, ``samples`` the number
+    of samples it judges."""
     from ..data import ENV_VAR
 
     model, ckpt = model_from_checkpoint(path, device)
@@ -218,6 +220,8 @@ def evaluate_checkpoint(path, data_dir=None, device="cpu", classifier=None) -> d
         except (ValueError, OSError) as e:
             raise ValueError(f"--classifier: {' '.join(str(e).split())}") from None
         model.use_classifier(classifier)
+    if samples is not None:
+        model.use_scored_samples(samples)
     desc = (ckpt.get("extra") or {}).get("data") or {}
     source = data_dir or (None if os.environ.get(ENV_VAR) else _recorded_data(ckpt))
     data, _ = model.load_data(source, desc.get("val_fraction", 0.1), desc.get("split_seed", 0))
