@@ -113,8 +113,9 @@ def _pytest(args, env, timeout, log_path):
 
 def run_tests(out_dir, timeout):
     env = dict(os.environ, TINYGEN_TEST_DEVICE="cuda", HYPOTHESIS_PROFILE="ci")
+    pattern = r"test_(ops_.*|cuda_(?!emu).*|conv|lstm|coupling|losses|tensor_data)\.py$"
     files = sorted(f"tests/{f}" for f in os.listdir(os.path.join(ROOT, "tests"))
-                   if re.match(r"test_(ops_.*|cuda_(?!emu).*|conv|lstm|coupling|losses)\.py$", f))
+                   if re.match(pattern, f))   # the files of `make test-gpu-emu`
     return _pytest(files, env, timeout, os.path.join(out_dir, "tests_cuda.log"))
 
 
