@@ -66,11 +66,15 @@ def test_errors_are_one_line(tmp_path, capsys):
         write_report([bad])
 
 
-def test_a_real_run_has_its_machine_recorded(tmp_path):
+def test_a_real_run_has_its_machine_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYGEN_NUM_THREADS", "1")
     assert main(["train", "toy-vae", "--epochs", "1", "--n-points", "40", "--iw-samples", "2",
                  "--out", str(tmp_path / "toy"), "--no-progress"]) == 0
     config = json.loads((tmp_path / "toy" / "config.json").read_text())
     assert config["machine"]["cores"] >= 1 and "core" in config["machine"]["summary"]
+    assert config["machine"]["threads"] == "1" and config["machine"]["summary"].endswith(
+        ", 1 thread")
+    assert config["machine"]["load_average_at_start"] >= 0
     row = read_run(tmp_path / "toy")
     assert row["model"] == "toy-vae" and "NLL (nats)" in row["metrics"]
     assert row["command"] == "tinygen train toy-vae --iw-samples 2 --n-points 40 --epochs 1"
@@ -85,3 +89,12 @@ def test_an_eval_json_beside_the_results_adds_and_overrides_metrics(tmp_path):
     assert row["metrics"] == ("NLL (nats) 99.25, class entropy 2.250, "
                               "Fréchet (classifier) 41.0")
     assert row["time"] == "1.0 min"                # training time still from results.json
+
+
+def test_baselines_and_second_errors_are_shown(tmp_path):
+    d = _fake_run(tmp_path, "ae", "conv-ae", {}, {"train_seconds": 6.0, "test_mse": 0.0208,
+                                                  "pca_test_mse": 0.0377, "val_mse": 0.02})
+    assert read_run(d)["metrics"] == "MSE 0.0208, PCA (same d): MSE 0.0377"
+    d = _fake_run(tmp_path, "sdae", "sdae", {}, {"test_error": 0.0553,
+                                                 "test_scratch_error": 0.0722})
+    assert read_run(d)["metrics"] == "error 5.53%, same MLP from scratch: error 7.22%"

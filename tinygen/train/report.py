@@ -30,13 +30,17 @@ HEADLINE = [
     ("bits_per_dim", "bits/dim", "{:.3f}"),
     ("bits_per_char", "bits/char", "{:.3f}"),
     ("error", "error", "{:.2%}"),
+    ("scratch_error", "same MLP from scratch: error", "{:.2%}"),
     ("class_entropy", "class entropy", "{:.3f}"),
     ("fid_classifier", "Fréchet (classifier)", "{:.1f}"),
     ("label_accuracy", "label accuracy", "{:.1%}"),
     ("cond_accuracy", "label accuracy", "{:.1%}"),
     ("frechet_2d", "Fréchet 2-D", "{:.3f}"),
     ("vb_bits_per_dim", "VB bits/dim", "{:.3f}"),
+    ("simple_loss", "simple loss", "{:.4f}"),
 ]
+# baselines fitted beside a model, reported as ``<name>_<split>_<metric>``
+BASELINES = [("pca", "mse", "PCA (same d): MSE", "{:.4f}")]
 
 # what each model is compared with (measured PyTorch runs of the same recipe, or the papers)
 REFERENCES = {
@@ -119,6 +123,10 @@ def read_run(run_dir) -> dict:
     metrics = []
     for key, label, fmt in HEADLINE:
         value = results.get(f"{split}_{key}")
+        if isinstance(value, (int, float)):
+            metrics.append(f"{label} {fmt.format(value)}")
+    for name, key, label, fmt in BASELINES:
+        value = results.get(f"{name}_{split}_{key}")
         if isinstance(value, (int, float)):
             metrics.append(f"{label} {fmt.format(value)}")
     data = config.get("data", {})

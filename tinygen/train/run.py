@@ -126,8 +126,16 @@ def machine_description(device="cpu") -> dict:
     except OSError:
         pass
     cores = os.cpu_count() or 0
-    summary = f"{cores}-core {cpu}" + ("" if device == "cpu" else f", {device}")
-    return {"summary": summary, "cpu": cpu, "cores": cores, "device": device,
+    # the thread limit the CPU kernels and BLAS follow (the first one set, as kernels/cpu does)
+    threads = next((os.environ[v].strip() for v in ("TINYGEN_NUM_THREADS", "OMP_NUM_THREADS",
+                                                     "OPENBLAS_NUM_THREADS")
+                    if os.environ.get(v, "").strip()), None)
+    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    summary = (f"{cores}-core {cpu}" + (f", {threads} thread{'s' if threads != '1' else ''}"
+                                        if threads else "")
+               + ("" if device == "cpu" else f", {device}"))
+    return {"summary": summary, "cpu": cpu, "cores": cores, "threads": threads,
+            "load_average_at_start": load, "device": device,
             "python": platform.python_version(), "numpy": np.__version__}
 
 
