@@ -43,6 +43,15 @@ def test_train_help_lists_the_model_options(capsys):
     out = capsys.readouterr().out
     assert "--latent-dim" in out and "--channels" in out and "--epochs" in out
     assert "(default: 25)" in out  # the model's own default number of epochs
+    # every model option is explained by the comment beside its Config field
+    from tinygen.cli import _option_comments
+    for name, cls in MODELS.items():
+        comments = _option_comments(cls.Config)
+        missing = [f for f in cls.Config.__dataclass_fields__ if f not in comments]
+        assert not missing, f"{name}: options without a comment in its Config: {missing}"
+    with pytest.raises(SystemExit):
+        main(["train", "dcgan", "--help"])
+    assert "scoring classifier" in " ".join(capsys.readouterr().out.split())
     code, out, _ = run(["train", "--help"], capsys)
     assert code == 0 and "conv-ae" in out
 

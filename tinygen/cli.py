@@ -42,21 +42,45 @@ def _option_name(field_name):
     return "--" + field_name.replace("_", "-")
 
 
+_FIELD_COMMENT = re.compile(r"\s+(\w+)\s*:[^=#]*=[^#]*#\s*(.+)$")
+
+
+def _option_comments(config_cls) -> dict:
+    """The comment written after each field of a Config dataclass (and its bases): the help
+    text of that option in ``tinygen train MODEL --help``."""
+    import inspect
+
+    out = {}
+    for klass in reversed(config_cls.__mro__):
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for line in source.splitlines():
+            match = _FIELD_COMMENT.match(line)
+            if match:
+                out[match.group(1)] = match.group(2).strip()
+    return out
+
+
 def _add_model_options(parser, cls):
     group = parser.add_argument_group(f"options of {cls.model_name}")
+    comments = _option_comments(cls.Config)
     for f in fields(cls.Config):
         default = f.default if f.default is not MISSING else None
+        what = comments.get(f.name, "")
         kind = type(default) if default is not None else str
         # SUPPRESS: only options the user typed reach the model (a resumed run keeps its
         # checkpoint's options unless one is given explicitly)
         if kind is bool:
             group.add_argument(_option_name(f.name), dest=f"model_{f.name}",
                                action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                               help=f"(default: {default})")
+                               help=f"{what} (default: {default})".lstrip())
         else:
             group.add_argument(_option_name(f.name), dest=f"model_{f.name}", type=kind,
                                default=argparse.SUPPRESS, metavar=kind.__name__.upper(),
-                               help=f"(default: {default})")
+                               help=f"{what} (default: {default!r})".lstrip()
+                               if kind is str else f"{what} (default: {default})".lstrip())
 
 
 def _train_parser(cls=None):

@@ -56,8 +56,8 @@ class VAEConfigBase:
     latent_dim: int = 20            # d, dimension of z
     beta: float = 1.0               # weight of the KL term (1: the ELBO)
     iw_samples: int = 1000          # k of the importance-weighted log p(x) estimate (0: off)
-    logvar_min: float = -10.0       # bounds of every log-variance (encoder and decoder)
-    logvar_max: float = 10.0
+    logvar_min: float = -10.0       # lower bound of every log-variance (encoder, decoder)
+    logvar_max: float = 10.0        # upper bound of every log-variance (encoder, decoder)
 
     def validate(self):
         """Raise a ValueError naming the first bad option."""
