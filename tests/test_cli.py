@@ -208,6 +208,11 @@ def test_eval_classifier_override(capsys, tmp_path, mnist_dir):
     code, stdout, _ = run(["eval", str(out / "model.ckpt"), "--json", "--samples", "50"],
                           capsys)
     assert code == 0 and json.loads(stdout)["test_scored_samples"] == 50
+    code, stdout, _ = run(["eval", str(out / "model.ckpt"), "--json", "--scores-only",
+                           "--samples", "30"], capsys)
+    ev = json.loads(stdout)
+    assert code == 0 and "test_mse" not in ev and ev["test_scored_samples"] == 30
+    assert 0 <= ev["test_class_entropy"] <= 2.303
     code, _, err = run(["eval", str(out / "model.ckpt"), "--samples", "1"], capsys)
     assert code == 2 and "--samples must be an integer >= 2" in err
     code, _, err = run(["eval", str(out / "model.ckpt"), "--classifier",

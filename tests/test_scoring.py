@@ -285,3 +285,16 @@ def test_the_number_of_scored_samples_can_be_changed():
     assert vae.scored_samples == 40 and type(vae).scored_samples == 10000   # this model only
     with pytest.raises(ValueError, match="no samples that the scoring classifier judges"):
         build_model("toy-vae", {}).use_scored_samples(10)
+
+
+def test_scores_only_refuses_models_that_score_in_evaluate(tmp_path):
+    from dataclasses import asdict
+    from tinygen.checkpoint import save_checkpoint
+    from tinygen.models import build_model
+    from tinygen.train.run import evaluate_checkpoint
+    gan = build_model("dcgan", {"channels": 4})
+    path = tmp_path / "gan.ckpt"
+    save_checkpoint(path, {"model": "dcgan", "model_config": asdict(gan.config),
+                           "state_dict": gan.state_dict()})
+    with pytest.raises(ValueError, match="--scores-only: model 'dcgan' has no separate"):
+        evaluate_checkpoint(path, scores_only=True)

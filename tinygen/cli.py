@@ -5,7 +5,7 @@
                         [--device cpu|cuda] [--out DIR] [--resume CKPT] [model options]
     tinygen sample CKPT [-n N] [--out FILE.png] [--seed S] [--device cpu|cuda]
     tinygen eval CKPT [--data DIR] [--json] [--out FILE.json] [--classifier CKPT|none]
-                 [--samples N] [--device cpu|cuda]
+                 [--samples N] [--scores-only] [--device cpu|cuda]
     tinygen export CKPT OUT.ckpt
     tinygen report RUN_DIR... [--out FILE.md]
     tinygen demo
@@ -222,7 +222,8 @@ def _cmd_eval(args):
     _check_device(args.device)
     with _user_errors():
         result = evaluate_checkpoint(args.checkpoint, data_dir=args.data, device=args.device,
-                                     classifier=args.classifier, samples=args.samples)
+                                     classifier=args.classifier, samples=args.samples,
+                                     scores_only=args.scores_only)
         if args.out:
             write_eval_json(result, args.out)
     if args.json:
@@ -288,6 +289,9 @@ def build_parser():
     e.add_argument("--samples", type=int, metavar="N",
                    help="number of samples the classifier judges (default: the model's: 10,000 "
                         "for most image models; DDPM 1,000, PixelRNN 100)")
+    e.add_argument("--scores-only", action="store_true",
+                   help="only the classifier's judgement of the samples (skips e.g. a VAE's "
+                        "importance-weighted NLL)")
     e.add_argument("--out", metavar="FILE.json",
                    help="also write the result as JSON (RUN_DIR/eval.json is read by "
                         "tinygen report)")

@@ -212,15 +212,21 @@ def train_model(name, train_config: TrainConfig, options=None, data_dir=None, re
 
 
 def evaluate_checkpoint(path, data_dir=None, device="cpu", classifier=None,
-                        samples=None) -> dict:
+                        samples=None, scores_only=False) -> dict:
     """Metrics of a checkpoint on the MNIST test set of ``data_dir``, else of $TINYGEN_DATA,
     else of the data the checkpoint was trained with; without a test set, on its validation
     split (the same seeded split as in training). ``classifier`` (a checkpoint path or
     ``"none"``) replaces the scoring classifier the model would use, ``samples`` the number
-    of samples it judges."""
+    of samples it judges; ``scores_only`` reports only the classifier's judgement of the samples
+    (:meth:`sample_quality`), skipping the model's own metrics (an importance-weighted NLL can
+    take many minutes)."""
     from ..data import ENV_VAR
 
     model, ckpt = model_from_checkpoint(path, device)
+    if scores_only and not model.scored_samples:
+        raise ValueError(f"--scores-only: model {ckpt['model']!r} has no separate sample scores "
+                         f"(GANs and DDPM score their samples in their evaluation; leave "
+                         f"--scores-only out)")
     if classifier is not None:
         from ..models.scoring import resolve_classifier
         try:
@@ -239,7 +245,12 @@ def evaluate_checkpoint(path, data_dir=None, device="cpu", classifier=None,
         raise ValueError(f"{path}: nothing to evaluate on: the run used --val-fraction 0 and "
                          f"no test set is available; pass --data DIR with the MNIST test files "
                          f"(t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz])")
-    metrics = final_metrics(model, data)
+    if scores_only:
+        split = "test" if data.test is not None else "val"
+        model.eval()
+        metrics = _prefixed(split, model.sample_quality(data.heldout))
+    else:
+        metrics = final_metrics(model, data)
     return {"checkpoint": os.fspath(path), "model": ckpt["model"],
             "split": "test" if data.test is not None else "validation",
             "size": len(data.heldout), **metrics}
