@@ -219,3 +219,30 @@ def test_eval_classifier_override(capsys, tmp_path, mnist_dir):
                         str(out / "model.ckpt")], capsys)
     assert code == 2 and err.startswith("tinygen: error: --classifier:")
     assert "not of the 'classifier' model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_and_sample_set_options_of_the_stored_model(capsys, tmp_path, mnist_dir):
+    """--set KEY=VALUE changes an option before the model is rebuilt (typed by the Config
+    field); unknown keys, bad values and shape-changing options are one line each."""
+    out = tmp_path / "run"
+    code, _, err = run(["train", "vae", "--data", str(mnist_dir), "--epochs", "1",
+                        "--hidden", "32", "--iw-samples", "2", "--out", str(out),
+                        "--no-progress", "--classifier", "none"], capsys)
+    assert code == 0, err
+    ckpt = str(out / "model.ckpt")
+    code, stdout, err = run(["eval", ckpt, "--json", "--classifier", "none", "--set",
+                             "iw-samples=3", "--set", "beta=2"], capsys)
+    assert code == 0, err
+    ev = json.loads(stdout)
+    base = json.loads((out / "results.json").read_text())
+    assert ev["test_nll_nats"] != base["test_nll_nats"]           # k = 3 instead of 2
+    for bad, msg in ((["--set", "iw_samples"], "expected KEY=VALUE"),
+                     (["--set", "depthx=2"], "one of model 'vae'"),
+                     (["--set", "iw-samples=many"], "iw_samples takes a int, got 'many'"),
+                     (["--set", "hidden=64"], "weights do not fit")):
+        code, _, err = run(["eval", ckpt] + bad, capsys)
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+    png = tmp_path / "s.png"
+    code, _, err = run(["sample", ckpt, "-n", "4", "--out", str(png), "--set", "latent-dim=20"],
+                       capsys)
+    assert code == 0 and png.is_file(), err                        # 20 is the run's own value

@@ -3,9 +3,10 @@
     tinygen list
     tinygen train MODEL [--data DIR] [--epochs N] [--batch-size B] [--lr LR] [--seed S]
                         [--device cpu|cuda] [--out DIR] [--resume CKPT] [model options]
-    tinygen sample CKPT [-n N] [--out FILE.png] [--seed S] [--device cpu|cuda]
+    tinygen sample CKPT [-n N] [--out FILE.png] [--seed S] [--set KEY=VALUE]
+                        [--device cpu|cuda]
     tinygen eval CKPT [--data DIR] [--json] [--out FILE.json] [--classifier CKPT|none]
-                 [--samples N] [--scores-only] [--device cpu|cuda]
+                 [--samples N] [--scores-only] [--set KEY=VALUE] [--device cpu|cuda]
     tinygen export CKPT OUT.ckpt
     tinygen report RUN_DIR... [--out FILE.md]
     tinygen demo
@@ -211,7 +212,7 @@ def _cmd_sample(args):
     _check_device(args.device)
     with _user_errors():
         path = sample_checkpoint(args.checkpoint, n=args.n, out=args.out, seed=args.seed,
-                                 device=args.device)
+                                 device=args.device, settings=args.set)
     print(f"wrote {args.n} samples to {path}")
     return 0
 
@@ -223,7 +224,7 @@ def _cmd_eval(args):
     with _user_errors():
         result = evaluate_checkpoint(args.checkpoint, data_dir=args.data, device=args.device,
                                      classifier=args.classifier, samples=args.samples,
-                                     scores_only=args.scores_only)
+                                     scores_only=args.scores_only, settings=args.set)
         if args.out:
             write_eval_json(result, args.out)
     if args.json:
@@ -277,6 +278,9 @@ def build_parser():
     s.add_argument("--out", metavar="FILE.png", help="default: samples.png beside CKPT")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="change an option of the stored model first, e.g. --set eta=1 or "
+                        "--set temperature=0.7 (repeatable)")
     e = sub.add_parser("eval", help="evaluate a checkpoint on the test set")
     e.add_argument("checkpoint", metavar="CKPT")
     e.add_argument("--data", metavar="DIR", help="directory with the MNIST test IDX files")
@@ -289,6 +293,9 @@ def build_parser():
     e.add_argument("--samples", type=int, metavar="N",
                    help="number of samples the classifier judges (default: the model's: 10,000 "
                         "for most image models; DDPM 1,000, PixelRNN 100)")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="change an option of the stored model first, e.g. --set eta=1 "
+                        "--set sampling-steps=100 for a DDPM (repeatable)")
     e.add_argument("--scores-only", action="store_true",
                    help="only the classifier's judgement of the samples (skips e.g. a VAE's "
                         "importance-weighted NLL)")

@@ -45,12 +45,16 @@ def build_model(name: str, options: dict | None = None):
     return cls(cls.Config(**(options or {})))
 
 
-def model_from_checkpoint(path, device="cpu"):
+def model_from_checkpoint(path, device="cpu", overrides=None):
     """Rebuild the model stored in checkpoint ``path`` (weights and buffers loaded). A file
     that is not a usable model checkpoint (see :func:`tinygen.checkpoint.check_model_checkpoint`;
     an unknown model, options or weights that do not fit it) raises ``CheckpointError``
-    naming the file."""
+    naming the file. ``overrides`` (option name -> value) replace options of the stored
+    configuration first, e.g. a sampler setting for evaluation; an option that changes the
+    network's shape shows as weights that do not fit."""
     ckpt = check_model_checkpoint(load_checkpoint(path), path)
+    if overrides:
+        ckpt["model_config"] = {**ckpt["model_config"], **overrides}
     model = model_with_weights(ckpt, path)
     if device != "cpu":
         model.to(device=device)
