@@ -236,6 +236,7 @@ def test_eval_and_sample_set_options_of_the_stored_model(capsys, tmp_path, mnist
     ev = json.loads(stdout)
     base = json.loads((out / "results.json").read_text())
     assert ev["test_nll_nats"] != base["test_nll_nats"]           # k = 3 instead of 2
+    assert ev["settings"] == {"iw_samples": 3, "beta": 2.0}
     for bad, msg in ((["--set", "iw_samples"], "expected KEY=VALUE"),
                      (["--set", "depthx=2"], "one of model 'vae'"),
                      (["--set", "iw-samples=many"], "iw_samples takes a int, got 'many'"),

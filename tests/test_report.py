@@ -84,8 +84,10 @@ def test_an_eval_json_beside_the_results_adds_and_overrides_metrics(tmp_path):
     d = _fake_run(tmp_path, "vae", "vae", {}, {"train_seconds": 60.0, "test_nll_nats": 99.5})
     (d / "eval.json").write_text(json.dumps({
         "checkpoint": str(d / "model.ckpt"), "model": "vae", "split": "test", "size": 10000,
-        "test_nll_nats": 99.25, "test_class_entropy": 2.25, "test_fid_classifier": 41.0}))
+        "test_nll_nats": 99.25, "test_class_entropy": 2.25, "test_fid_classifier": 41.0,
+        "settings": {"iw_samples": 100}}))
     row = read_run(d)
+    assert row["command"].endswith("; evaluated with --set iw-samples=100")
     assert row["metrics"] == ("NLL (nats) 99.25, class entropy 2.250, "
                               "Fréchet (classifier) 41.0")
     assert row["time"] == "1.0 min"                # training time still from results.json

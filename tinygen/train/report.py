@@ -134,9 +134,13 @@ def read_run(run_dir) -> dict:
     sizes = f"{data.get('train_size', '?')} train / {data.get(f'{split}_size', '?')} {split}"
     seconds = results.get("train_seconds")
     machine = config.get("machine") or {}
+    command = _command(config)
+    if isinstance(results.get("settings"), dict) and results["settings"]:
+        command += "; evaluated with " + " ".join(
+            f"--set {k.replace('_', '-')}={v}" for k, v in results["settings"].items())
     return {
         "model": config.get("model", "?"),
-        "command": _command(config),
+        "command": command,
         "data": f"{train} ({sizes})",
         "metrics": ", ".join(metrics) or "-",
         "split": split,

@@ -255,7 +255,8 @@ def evaluate_checkpoint(path, data_dir=None, device="cpu", classifier=None,
     change options of the stored model first (e.g. ``eta=1`` for a DDPM's sampler)."""
     from ..data import ENV_VAR
 
-    model, ckpt = model_from_checkpoint(path, device, parse_settings(path, settings))
+    overrides = parse_settings(path, settings)
+    model, ckpt = model_from_checkpoint(path, device, overrides)
     if scores_only and not model.scored_samples:
         raise ValueError(f"--scores-only: model {ckpt['model']!r} has no separate sample scores "
                          f"(GANs and DDPM score their samples in their evaluation; leave "
@@ -286,7 +287,8 @@ def evaluate_checkpoint(path, data_dir=None, device="cpu", classifier=None,
         metrics = final_metrics(model, data)
     return {"checkpoint": os.fspath(path), "model": ckpt["model"],
             "split": "test" if data.test is not None else "validation",
-            "size": len(data.heldout), **metrics}
+            "size": len(data.heldout), **({"settings": overrides} if overrides else {}),
+            **metrics}
 
 
 def sample_checkpoint(path, n=64, out=None, seed=0, device="cpu", settings=None) -> str:
