@@ -29,20 +29,22 @@ def _log_sigmoid(x):
 
 # -- the losses -------------------------------------------------------------------------------------
 @settings(max_examples=15)
-@given(st.integers(1, 6), st.integers(0, 2**16))
-def test_discriminator_loss_is_the_negative_value_function(n, seed):
-    """L_D = -[mean log D(x) + mean log(1 - D(G(z)))] with D = sigmoid(logit)."""
-    model = MLPGAN(GANConfig(dataset="moons", hidden=4, latent_dim=2))
+@given(st.integers(1, 6), st.integers(0, 2**16), st.sampled_from([1.0, 0.9]))
+def test_discriminator_loss_is_the_negative_value_function(n, seed, s):
+    """L_D = -[mean log D(x) + mean log(1 - D(G(z)))] with D = sigmoid(logit); with the real
+    label s < 1 (one-sided smoothing) the real term is s log D(x) + (1 - s) log(1 - D(x))."""
+    model = MLPGAN(GANConfig(dataset="moons", hidden=4, latent_dim=2, real_label=s))
     rng = np.random.default_rng(seed)
     real, fake = rng.uniform(-4, 4, n), rng.uniform(-4, 4, n)
 
     def ref(r, f):
-        return -(np.mean(_log_sigmoid(r)) + np.mean(_log_sigmoid(-f)))   # log(1 - s(f)) = ls(-f)
+        real_term = s * _log_sigmoid(r) + (1 - s) * _log_sigmoid(-r)  # log(1 - s(r)) = ls(-r)
+        return -(np.mean(real_term) + np.mean(_log_sigmoid(-f)))
 
     tfn = None
     if torch is not None:
         bce = torch.nn.functional.binary_cross_entropy_with_logits
-        tfn = lambda r, f: bce(r, torch.ones_like(r)) + bce(f, torch.zeros_like(f))  # noqa: E731
+        tfn = lambda r, f: bce(r, torch.full_like(r, s)) + bce(f, torch.zeros_like(f))  # noqa
     check_op(model.d_loss, [real, fake], reference=ref, torch_fn=tfn)
 
 
@@ -146,6 +148,7 @@ def test_conditional_discriminator_variants():
 @pytest.mark.parametrize("bad,msg", [({"dataset": "spirals"}, "dataset must be"),
                                      ({"loss": "wasserstein"}, "loss must be one of"),
                                      ({"d_steps": 0}, "d_steps must be >= 1"),
+                                     ({"real_label": 0.4}, "real_label must be in"),
                                      ({"latent_dim": 0}, "latent_dim must be >= 1")])
 def test_gan_config_is_validated(bad, msg):
     with pytest.raises(ValueError, match=msg):

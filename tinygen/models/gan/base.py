@@ -59,7 +59,7 @@ import numpy as np
 from ... import functional as F
 from ... import nn
 from ...autograd import no_grad
-from ...tensor import tensor
+from ...tensor import full_like, tensor
 from ..base import GenerativeModel
 from ..phases import OptimizerSpec, Phase
 from ..scoring import resolve_classifier
@@ -90,6 +90,8 @@ class GAN(GenerativeModel):
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {c.loss!r}")
         if c.d_steps < 1:
             raise ValueError(f"d_steps must be >= 1, got {c.d_steps}")
+        if not 0.5 < c.real_label <= 1.0:
+            raise ValueError(f"real_label must be in (0.5, 1], got {c.real_label}")
         if c.eval_samples < 2:
             raise ValueError(f"eval_samples must be >= 2, got {c.eval_samples}")
         # discriminator steps taken so far: a generator step follows every d_steps-th of them
@@ -128,9 +130,12 @@ class GAN(GenerativeModel):
         return self.discriminator(x, y) if self.conditional else self.discriminator(x)
 
     def d_loss(self, real_logit, fake_logit):
-        """L_D = - [mean log D(x) + mean log(1 - D(G(z)))]."""
-        ones = F.binary_cross_entropy_with_logits(real_logit, tensor(
-            np.ones(real_logit.shape, np.float32), device=real_logit.device))
+        """L_D = - [mean log D(x) + mean log(1 - D(G(z)))]; with ``real_label`` s < 1 the real
+        term's target is s instead of 1 (one-sided label smoothing, Salimans et al. 2016:
+        - [s log D(x) + (1 - s) log(1 - D(x))], which keeps D from growing overconfident on
+        real digits; the fake target stays 0)."""
+        ones = F.binary_cross_entropy_with_logits(
+            real_logit, full_like(real_logit.detach(), self.config.real_label))
         zeros = F.binary_cross_entropy_with_logits(fake_logit, tensor(
             np.zeros(fake_logit.shape, np.float32), device=fake_logit.device))
         return ones + zeros

@@ -20,6 +20,7 @@ class GANConfig:
     hidden: int = 256               # width of the hidden layers of G and D
     loss: str = "non-saturating"    # generator loss: non-saturating (-log D(G(z))) or minimax
     d_steps: int = 1                # k, discriminator steps per generator step
+    real_label: float = 1.0         # D's target for real images (0.9: one-sided smoothing)
     classifier: str = ""            # scoring classifier ("": the shipped one; "none"; a path)
     eval_samples: int = 10000       # samples scored by evaluate()
 
