@@ -33,3 +33,16 @@ def test_every_subpackage_is_listed_in_pyproject():
     found |= {".".join(("tinygen", "kernels") + p.parent.relative_to(root / "kernels").parts)
               for p in (root / "kernels").rglob("__init__.py")}
     assert found <= listed, sorted(found - listed)
+
+
+def test_the_shipped_classifier_is_package_data():
+    """The scoring classifier's weights travel with a wheel: their directory is a listed
+    package whose package-data pattern matches the file that scoring loads."""
+    tomllib = pytest.importorskip("tomllib")
+    from tinygen.models import scoring
+    root = pathlib.Path(__file__).resolve().parents[1]
+    tool = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "tinygen.models.weights" in tool["packages"]
+    path = pathlib.Path(scoring.SHIPPED_CLASSIFIER)
+    assert path.is_file() and path.parent == root / "tinygen" / "models" / "weights"
+    assert any(path.match(pattern) for pattern in tool["package-data"]["tinygen.models.weights"])
