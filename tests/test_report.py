@@ -54,6 +54,17 @@ def test_regenerating_keeps_the_notes(tmp_path, capsys):
     assert "| conv-ae |" in capsys.readouterr().out
 
 
+def test_an_unfinished_run_beside_finished_ones_is_left_out_with_a_note(tmp_path, capsys):
+    _fake_run(tmp_path, "done", "conv-ae", {}, {"train_seconds": 6.0, "test_mse": 0.0208})
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "config.json").write_text("{}")
+    assert main(["report", str(tmp_path / "done"), str(tmp_path / "training")]) == 0
+    out = capsys.readouterr()
+    assert "| conv-ae |" in out.out and "from 1 run;" in out.out
+    assert out.err.strip() == (f"tinygen: report: left out {tmp_path / 'training'} (no "
+                               f"finished run: no results.json)")
+
+
 def test_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) != 0
     err = capsys.readouterr().err.strip().splitlines()

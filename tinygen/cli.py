@@ -248,8 +248,12 @@ def _cmd_export(args):
 def _cmd_report(args):
     from .train.report import write_report
 
+    skipped = []
     with _user_errors():
-        text = write_report(args.runs, out=args.out)
+        text = write_report(args.runs, out=args.out, skipped=skipped)
+    for path in skipped:
+        print(f"tinygen: report: left out {path} (no finished run: no results.json)",
+              file=sys.stderr)
     if args.out:
         print(f"wrote {args.out}")
     else:
