@@ -44,6 +44,9 @@ class GenerativeModel(nn.Module):
     # samples scored by :meth:`sample_quality` (0: none -- not an image model, or one whose
     # evaluate() scores its own samples, as the GANs and DDPM do)
     scored_samples: ClassVar[int] = 0
+    # the scoring classifier of a model whose Config has no ``classifier`` option
+    # (:meth:`use_classifier`; "": the shipped one)
+    _classifier_option: str = ""
 
     def __init__(self, config):
         super().__init__()
@@ -106,9 +109,7 @@ class GenerativeModel(nn.Module):
         :func:`tinygen.models.scoring.classifier_path`): the ``classifier`` option of models
         that have one (GANs, cvae, DDPM score during training), else what
         :meth:`use_classifier` set, else ``""`` (the shipped classifier)."""
-        if hasattr(self.config, "classifier"):
-            return self.config.classifier
-        return self.__dict__.get("_classifier_option", "")
+        return getattr(self.config, "classifier", self._classifier_option)
 
     def use_classifier(self, option: str) -> None:
         """Judge samples with the classifier ``option`` names from now on (``tinygen eval
@@ -116,7 +117,14 @@ class GenerativeModel(nn.Module):
         if hasattr(self.config, "classifier"):
             self.config.classifier = option
         else:
-            self.__dict__["_classifier_option"] = option
+            self._classifier_option = option
+
+    def scoring_classifier(self):
+        """The scoring classifier that :attr:`classifier_option` names, on the model's device
+        (loaded once per process; None for ``"none"``): the one every model's sample scores
+        go through."""
+        from .scoring import resolve_classifier
+        return resolve_classifier(self.classifier_option, self.device)
 
     def use_scored_samples(self, n: int) -> None:
         """Score ``n`` samples at evaluation from now on (``tinygen eval --samples``): the
@@ -138,8 +146,8 @@ class GenerativeModel(nn.Module):
         ``fid_classifier``, ...); {} for a model that does not score samples this way."""
         if not self.scored_samples or not self.can_sample:
             return {}
-        from .scoring import resolve_classifier, score_samples
-        clf = resolve_classifier(self.classifier_option, self.device)
+        from .scoring import score_samples
+        clf = self.scoring_classifier()
         if clf is None:
             return {}
         samples = np.clip(self.sample(self.scored_samples, np.random.default_rng(2)), 0.0, 1.0)

@@ -161,12 +161,6 @@ class DDPM(GenerativeModel):
                 nats.append(part)
         return float(np.concatenate(nats).mean()) / (np.prod(IMAGE_SHAPE) * math.log(2))
 
-    def scoring_classifier(self):
-        """The classifier named by ``classifier`` (None: no sample scores), through the one
-        resolution every image model uses."""
-        from .scoring import resolve_classifier
-        return resolve_classifier(self.config.classifier, self.device)
-
     def evaluate(self, dataset):
         """``simple_loss``, ``bits_per_dim`` (when ``vb_images`` > 0) and, with a classifier,
         the scores of ``eval_samples`` samples against ``dataset``."""

@@ -107,11 +107,16 @@ def check_run_data(model, data, train_config):
                          f"split; use a larger fraction or 0 (no model selection)")
     model.check_data(data)
     if model.scored_samples or hasattr(model.config, "classifier"):
-        from ..models.scoring import resolve_classifier
-        try:
-            resolve_classifier(model.classifier_option)
-        except (ValueError, OSError) as e:
-            raise ValueError(f"--classifier: {' '.join(str(e).split())}") from None
+        check_classifier(model)
+
+
+def check_classifier(model):
+    """Load the scoring classifier ``model`` will use now, not after training or evaluation:
+    a checkpoint that does not load is one ValueError naming ``--classifier``."""
+    try:
+        model.scoring_classifier()
+    except (ValueError, OSError) as e:
+        raise ValueError(f"--classifier: {' '.join(str(e).split())}") from None
 
 
 def machine_description(device="cpu") -> dict:
@@ -262,12 +267,8 @@ def evaluate_checkpoint(path, data_dir=None, device="cpu", classifier=None,
                          f"(GANs and DDPM score their samples in their evaluation; leave "
                          f"--scores-only out)")
     if classifier is not None:
-        from ..models.scoring import resolve_classifier
-        try:
-            resolve_classifier(classifier, device)
-        except (ValueError, OSError) as e:
-            raise ValueError(f"--classifier: {' '.join(str(e).split())}") from None
         model.use_classifier(classifier)
+        check_classifier(model)
     if samples is not None:
         model.use_scored_samples(samples)
     desc = (ckpt.get("extra") or {}).get("data") or {}

@@ -62,7 +62,6 @@ from ...autograd import no_grad
 from ...tensor import full_like, tensor
 from ..base import GenerativeModel
 from ..phases import OptimizerSpec, Phase
-from ..scoring import resolve_classifier
 from .space import IMAGE_SHAPE, ImageSpace
 
 __all__ = ["GAN", "LOSSES", "FIXED_LATENT_SEED", "init_dcgan"]
@@ -267,11 +266,6 @@ class GAN(GenerativeModel):
         return self.sample(n, np.random.default_rng(FIXED_LATENT_SEED))
 
     # -- evaluation ------------------------------------------------------------------------------
-    def scoring_classifier(self):
-        """The scoring classifier: the shipped one, the checkpoint ``--classifier`` names, or
-        None with ``--classifier none``."""
-        return resolve_classifier(self.config.classifier, self.device)
-
     def d_stats(self, dataset) -> dict:
         """Mean D(x) on ``dataset`` (up to 1,000 items) and mean D(G(z)) on as many samples
         (evaluation mode: D's BatchNorm uses its running statistics)."""

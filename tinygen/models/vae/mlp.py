@@ -258,9 +258,9 @@ class ConditionalVAE(MLPVAE):
         return super().decode(F.cat([z, self.one_hot(y)], dim=1))           # (N, d + 10)
 
     def extra_evaluation(self, dataset, x):
-        from ..scoring import classify, resolve_classifier
+        from ..scoring import classify
 
-        clf = resolve_classifier(self.config.classifier, self.device)
+        clf = self.scoring_classifier()
         if clf is None:
             return {}
         labels = np.repeat(np.arange(self.n_classes), 100)
