@@ -66,11 +66,12 @@ def _option_comments(config_cls) -> dict:
 
 def _add_model_options(parser, cls):
     group = parser.add_argument_group(f"options of {cls.model_name}")
-    comments = _option_comments(cls.Config)
+    from .models.registry import option_types
+
+    comments, kinds = _option_comments(cls.Config), option_types(cls)
     for f in fields(cls.Config):
         default = f.default if f.default is not MISSING else None
-        what = comments.get(f.name, "")
-        kind = type(default) if default is not None else str
+        what, kind = comments.get(f.name, ""), kinds[f.name]
         # SUPPRESS: only options the user typed reach the model (a resumed run keeps its
         # checkpoint's options unless one is given explicitly)
         if kind is bool:

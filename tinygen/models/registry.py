@@ -6,12 +6,12 @@ without importing each other.
 from __future__ import annotations
 
 import difflib
-from dataclasses import fields
+from dataclasses import MISSING, fields
 
 from ..checkpoint import CheckpointError, check_model_checkpoint, load_checkpoint
 
 __all__ = ["MODELS", "register", "get_model_class", "build_model", "model_from_checkpoint",
-           "model_with_weights"]
+           "model_with_weights", "option_types", "parse_settings"]
 
 MODELS: dict = {}
 
@@ -45,16 +45,51 @@ def build_model(name: str, options: dict | None = None):
     return cls(cls.Config(**(options or {})))
 
 
-def model_from_checkpoint(path, device="cpu", overrides=None):
+def option_types(cls) -> dict:
+    """Option name -> the Python type a value of it is read as (the type of its default; str
+    without one), for model class ``cls``: ``tinygen train``'s options and ``--set`` agree."""
+    return {f.name: type(f.default) if f.default not in (MISSING, None) else str
+            for f in fields(cls.Config)}
+
+
+def parse_settings(name: str, pairs) -> dict:
+    """``KEY=VALUE`` strings (``tinygen eval/sample --set``) as typed options of model
+    ``name``: each KEY an option (dashes or underscores), each VALUE read as its type (bools:
+    true/false/1/0). A ValueError names the setting that is wrong."""
+    kinds = option_types(get_model_class(name))
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in kinds:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE with KEY one of model "
+                             f"{name!r}'s options ({', '.join(sorted(kinds))})")
+        kind = kinds[key]
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                out[key] = text.lower() in ("true", "1")
+            else:
+                out[key] = kind(text)
+        except ValueError:
+            raise ValueError(f"--set {pair!r}: {key} takes a {kind.__name__}, got "
+                             f"{text!r}") from None
+    return out
+
+
+def model_from_checkpoint(path, device="cpu", settings=None):
     """Rebuild the model stored in checkpoint ``path`` (weights and buffers loaded). A file
     that is not a usable model checkpoint (see :func:`tinygen.checkpoint.check_model_checkpoint`;
     an unknown model, options or weights that do not fit it) raises ``CheckpointError``
-    naming the file. ``overrides`` (option name -> value) replace options of the stored
-    configuration first, e.g. a sampler setting for evaluation; an option that changes the
-    network's shape shows as weights that do not fit."""
+    naming the file. ``settings`` (``KEY=VALUE`` strings, :func:`parse_settings`) replace
+    options of the stored configuration first, e.g. a sampler setting for evaluation; the
+    returned record then holds them, typed, as ``ckpt["settings"]``. An option that changes
+    the network's shape shows as weights that do not fit."""
     ckpt = check_model_checkpoint(load_checkpoint(path), path)
-    if overrides:
-        ckpt["model_config"] = {**ckpt["model_config"], **overrides}
+    if settings:
+        ckpt["settings"] = parse_settings(ckpt["model"], settings)
+        ckpt["model_config"] = {**ckpt["model_config"], **ckpt["settings"]}
     model = model_with_weights(ckpt, path)
     if device != "cpu":
         model.to(device=device)

@@ -216,38 +216,6 @@ def train_model(name, train_config: TrainConfig, options=None, data_dir=None, re
     return results
 
 
-def parse_settings(path, pairs) -> dict:
-    """``KEY=VALUE`` strings (``tinygen eval/sample --set``) as typed option overrides for the
-    model stored in checkpoint ``path``: each KEY a field of the model's Config (dashes or
-    underscores), each VALUE parsed as that field's type (bools: true/false/1/0). A ValueError
-    names the setting that is wrong."""
-    from dataclasses import fields as dc_fields
-
-    if not pairs:
-        return {}
-    name = check_model_checkpoint(load_checkpoint(path), path)["model"]
-    kinds = {f.name: type(f.default) for f in dc_fields(get_model_class(name).Config)}
-    out = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in kinds:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE with KEY one of model "
-                             f"{name!r}'s options ({', '.join(sorted(kinds))})")
-        kind = kinds[key]
-        try:
-            if kind is bool:
-                if text.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(text)
-                out[key] = text.lower() in ("true", "1")
-            else:
-                out[key] = kind(text)
-        except ValueError:
-            raise ValueError(f"--set {pair!r}: {key} takes a {kind.__name__}, got "
-                             f"{text!r}") from None
-    return out
-
-
 def evaluate_checkpoint(path, data_dir=None, device="cpu", classifier=None,
                         samples=None, scores_only=False, settings=None) -> dict:
     """Metrics of a checkpoint on the MNIST test set of ``data_dir``, else of $TINYGEN_DATA,
@@ -256,12 +224,12 @@ def evaluate_checkpoint(path, data_dir=None, device="cpu", classifier=None,
     ``"none"``) replaces the scoring classifier the model would use, ``samples`` the number
     of samples it judges; ``scores_only`` reports only the classifier's judgement of the samples
     (:meth:`sample_quality`), skipping the model's own metrics (an importance-weighted NLL can
-    take many minutes); ``settings`` (``KEY=VALUE`` strings, see :func:`parse_settings`)
-    change options of the stored model first (e.g. ``eta=1`` for a DDPM's sampler)."""
+    take many minutes); ``settings`` (``KEY=VALUE`` strings, see
+    :func:`tinygen.models.registry.parse_settings`) change options of the stored model first (e.g. ``eta=1`` for a DDPM's sampler)."""
     from ..data import ENV_VAR
 
-    overrides = parse_settings(path, settings)
-    model, ckpt = model_from_checkpoint(path, device, overrides)
+    model, ckpt = model_from_checkpoint(path, device, settings)
+    overrides = ckpt.get("settings")
     if scores_only and not model.scored_samples:
         raise ValueError(f"--scores-only: model {ckpt['model']!r} has no separate sample scores "
                          f"(GANs and DDPM score their samples in their evaluation; leave "
@@ -299,7 +267,7 @@ def sample_checkpoint(path, n=64, out=None, seed=0, device="cpu", settings=None)
         raise ValueError(f"-n must be >= 1, got {n}")
     if out is not None and os.path.isdir(out):
         raise IsADirectoryError(21, "--out is a directory; name a .png file", os.fspath(out))
-    model, ckpt = model_from_checkpoint(path, device, parse_settings(path, settings))
+    model, ckpt = model_from_checkpoint(path, device, settings)
     if not model.can_sample:
         raise ValueError(f"model {ckpt['model']!r} is a classifier and does not generate samples")
     out = out or os.path.join(os.path.dirname(os.path.abspath(path)), "samples.png")
