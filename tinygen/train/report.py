@@ -22,25 +22,25 @@ __all__ = ["find_runs", "read_run", "render", "write_report", "NOTES_MARKER", "R
 
 NOTES_MARKER = "<!-- notes below this line are kept when the table is regenerated -->"
 
-# headline metrics, in this order: (results key without the split prefix, column label, format)
+# headline metrics, in this order: (results key, ``{split}`` standing for "test" or "val";
+# column label; format). Baselines fitted beside a model name the split inside their key.
 HEADLINE = [
-    ("mse", "MSE", "{:.4f}"),
-    ("nll_nats", "NLL (nats)", "{:.2f}"),
-    ("elbo_nats", "ELBO (nats)", "{:.2f}"),
-    ("bits_per_dim", "bits/dim", "{:.3f}"),
-    ("bits_per_char", "bits/char", "{:.3f}"),
-    ("error", "error", "{:.2%}"),
-    ("scratch_error", "same MLP from scratch: error", "{:.2%}"),
-    ("class_entropy", "class entropy", "{:.3f}"),
-    ("fid_classifier", "Fréchet (classifier)", "{:.1f}"),
-    ("label_accuracy", "label accuracy", "{:.1%}"),
-    ("cond_accuracy", "label accuracy", "{:.1%}"),
-    ("frechet_2d", "Fréchet 2-D", "{:.3f}"),
-    ("vb_bits_per_dim", "VB bits/dim", "{:.3f}"),
-    ("simple_loss", "simple loss", "{:.4f}"),
+    ("{split}_mse", "MSE", "{:.4f}"),
+    ("{split}_nll_nats", "NLL (nats)", "{:.2f}"),
+    ("{split}_elbo_nats", "ELBO (nats)", "{:.2f}"),
+    ("{split}_bits_per_dim", "bits/dim", "{:.3f}"),
+    ("{split}_bits_per_char", "bits/char", "{:.3f}"),
+    ("{split}_error", "error", "{:.2%}"),
+    ("{split}_scratch_error", "same MLP from scratch: error", "{:.2%}"),
+    ("{split}_class_entropy", "class entropy", "{:.3f}"),
+    ("{split}_fid_classifier", "Fréchet (classifier)", "{:.1f}"),
+    ("{split}_label_accuracy", "label accuracy", "{:.1%}"),
+    ("{split}_cond_accuracy", "label accuracy", "{:.1%}"),
+    ("{split}_frechet_2d", "Fréchet 2-D", "{:.3f}"),
+    ("{split}_vb_bits_per_dim", "VB bits/dim", "{:.3f}"),
+    ("{split}_simple_loss", "simple loss", "{:.4f}"),
+    ("pca_{split}_mse", "PCA (same d): MSE", "{:.4f}"),
 ]
-# baselines fitted beside a model, reported as ``<name>_<split>_<metric>``
-BASELINES = [("pca", "mse", "PCA (same d): MSE", "{:.4f}")]
 
 # what each model is compared with (measured PyTorch runs of the same recipe, or the papers)
 REFERENCES = {
@@ -128,11 +128,7 @@ def read_run(run_dir) -> dict:
     split = "test" if any(k.startswith("test_") for k in results) else "val"
     metrics = []
     for key, label, fmt in HEADLINE:
-        value = results.get(f"{split}_{key}")
-        if isinstance(value, (int, float)):
-            metrics.append(f"{label} {fmt.format(value)}")
-    for name, key, label, fmt in BASELINES:
-        value = results.get(f"{name}_{split}_{key}")
+        value = results.get(key.format(split=split))
         if isinstance(value, (int, float)):
             metrics.append(f"{label} {fmt.format(value)}")
     data = config.get("data", {})
