@@ -57,10 +57,17 @@ def _option_comments(config_cls) -> dict:
             source = inspect.getsource(klass)
         except (OSError, TypeError):
             continue
+        field, column = None, -1      # the last field's name and its comment's column
         for line in source.splitlines():
             match = _FIELD_COMMENT.match(line)
             if match:
-                out[match.group(1)] = match.group(2).strip()
+                field, column = match.group(1), line.rfind("#", 0, match.start(2))
+                out[field] = match.group(2).strip()
+            elif field and line.strip().startswith("#") and line.index("#") == column:
+                # a comment continued on the next lines, aligned under the first
+                out[field] += " " + line.strip()[1:].strip()
+            else:
+                field = None
     return out
 
 
@@ -71,7 +78,8 @@ def _add_model_options(parser, cls):
     comments, kinds = _option_comments(cls.Config), option_types(cls)
     for f in fields(cls.Config):
         default = f.default if f.default is not MISSING else None
-        what, kind = comments.get(f.name, ""), kinds[f.name]
+        # argparse expands %-formats in help texts: a comment's "10%" must reach it as "10%%"
+        what, kind = comments.get(f.name, "").replace("%", "%%"), kinds[f.name]
         # SUPPRESS: only options the user typed reach the model (a resumed run keeps its
         # checkpoint's options unless one is given explicitly)
         if kind is bool:
