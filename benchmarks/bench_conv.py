@@ -1,6 +1,6 @@
 """Convolution kernels against PyTorch (CPU), in the same run.
 
-For each layer of the convolutional autoencoder of the lecture (000_b51d78cfb1a4d410.txt, d=8,
+For each layer of the convolutional autoencoder of Fleuret's lecture on autoencoders (d=8,
 batch 100, float32) -- five convolutions and five transposed convolutions -- it times the forward
 and the forward+backward (input, weight and bias gradients) of tinygen and of PyTorch and prints
 milliseconds, GFLOP/s, the fraction of the machine's float32 matmul peak (a 2048x2048 NumPy matmul

@@ -277,6 +277,24 @@ def test_layers_reject_bad_input():
         RealNVP(RealNVP.Config(temperature=0.0))
     with pytest.raises(ValueError, match="dataset must be one of"):
         NVPToy(NVPToy.Config(dataset="spirals"))
+    with pytest.raises(ValueError, match="clip_grad and warmup_steps must be >= 0"):
+        RealNVP(RealNVP.Config(clip_grad=-1.0))
+
+
+def test_realnvp_clipping_and_schedule_reach_its_training_phase():
+    from tinygen.models import RunData
+    small = dict(width=4, scales=1, checker=1, channel=1, final=1)
+    data = RunData(load_embedded_mnist().subset(np.arange(8)), None)
+    (plain,) = RealNVP(RealNVP.Config(**small)).phases(data)
+    assert plain.clip_grad_norm is None and plain.lr_schedule is None   # the default recipe
+    (phase,) = RealNVP(RealNVP.Config(**small, clip_grad=50.0, warmup_steps=10,
+                                      cosine_lr=True)).phases(data)
+    assert phase.clip_grad_norm == 50.0
+    factors = [phase.lr_schedule(step, 110) for step in (0, 9, 10, 60, 110)]
+    assert factors == pytest.approx([0.1, 1.0, 1.0, 0.55, 0.1])
+    # warm-up alone: the rate stays at lr afterwards
+    (warm,) = RealNVP(RealNVP.Config(**small, warmup_steps=4)).phases(data)
+    assert [warm.lr_schedule(s, 100) for s in (0, 3, 50, 99)] == pytest.approx([0.25, 1, 1, 1])
 
 
 # -- models --------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from .. import nn
 from ..autograd import no_grad
 from ..nn.flows import (AffineCoupling, CouplingResNet, DequantizeLogit, FactorOut, Squeeze,
                         channel_mask, checkerboard_mask, half_mask)
-from .phases import Phase
+from .phases import Phase, warmup_cosine
 from .base import GenerativeModel, register
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -56,10 +56,14 @@ class _FlowModel(GenerativeModel):
     def training_loss(self, batch, rng):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def phase_options(self) -> dict:
+        """Extra :class:`Phase` arguments (clipping, learning-rate schedule); none by default."""
+        return {}
+
     def phases(self, data):
         return [Phase("train", self.parameters, self.training_loss,
                       evaluate=(lambda: self.evaluate(data.val)) if data.val is not None else None,
-                      select=self.select)]
+                      select=self.select, **self.phase_options())]
 
 
 # ================================================================================================
@@ -292,6 +296,9 @@ class RealNVPConfig:
     alpha: float = 0.05        # logit preprocessing: y = logit(alpha + (1 - 2 alpha) v)
     temperature: float = 0.7   # the second sample picture draws z ~ N(0, T^2 I)
     eval_seed: int = 1234      # seed of the dequantization noise used for evaluation
+    clip_grad: float = 0.0     # gradient norm clipping (0: off)
+    warmup_steps: int = 0      # linear learning-rate warm-up over the first steps
+    cosine_lr: bool = False    # cosine decay of the learning rate to 10% at the last step
 
 
 LEVELS = 256
@@ -326,9 +333,21 @@ class RealNVP(_FlowModel):
         cfg = self.config
         if not cfg.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {cfg.temperature}")
+        if cfg.clip_grad < 0 or cfg.warmup_steps < 0:
+            raise ValueError(f"clip_grad and warmup_steps must be >= 0, got {cfg.clip_grad}, "
+                             f"{cfg.warmup_steps}")
         self.preprocess = DequantizeLogit(LEVELS, cfg.alpha)
         self.flow = MultiScaleFlow((1, 28, 28), cfg.scales, cfg.width, cfg.blocks, cfg.checker,
                                    cfg.channel, cfg.final)
+
+    def phase_options(self) -> dict:
+        cfg, options = self.config, {}
+        if cfg.clip_grad > 0:
+            options["clip_grad_norm"] = cfg.clip_grad
+        if cfg.warmup_steps or cfg.cosine_lr:
+            # cosine_lr off: the factor stays 1 after the warm-up (final factor 1)
+            options["lr_schedule"] = warmup_cosine(cfg.warmup_steps, 0.1 if cfg.cosine_lr else 1.0)
+        return options
 
     @property
     def dims(self) -> int:
