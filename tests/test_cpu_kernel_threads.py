@@ -155,3 +155,43 @@ def test_conv_threaded_chunks_match_one_thread(monkeypatch, transposed, stride):
     single = run()
     for a, r in zip(threaded, single):
         np.testing.assert_array_equal(a, r)
+
+
+def test_a_large_enough_conv_call_is_split_for_two_cores_whatever_the_thread_limit(monkeypatch):
+    """A call of >= _SPLIT_BYTES of workspace that fits one chunk still makes _MIN_CHUNKS
+    chunks (the 9x9 -> 4x4 layers of the conv autoencoder ran on one core); smaller calls stay
+    one chunk; the count is the same with 1 or 2 threads (same rounding); results match."""
+    split = cpu_conv._SPLIT_BYTES
+    per_sample = 5_000                                           # float32 elements
+    n_small = (split // (4 * per_sample)) - 1                    # just below the split size
+    for cores in (1, 2):
+        monkeypatch.setattr(_threads, "N_CORES", cores)
+        assert cpu_conv._chunk(n_small, per_sample, 4, cpu_conv._THREAD_CHUNK_BYTES) == n_small
+        assert cpu_conv._chunk(100, per_sample, 4, cpu_conv._THREAD_CHUNK_BYTES) == 50
+        assert cpu_conv._chunk(101, per_sample, 4, cpu_conv._THREAD_CHUNK_BYTES) == 51
+        # the budget still decides when it asks for more chunks
+        assert cpu_conv._chunk(100, per_sample, 4, 80_000) == 4
+    # the conv autoencoder's 32 -> 32 k3 s2 layer on 9x9 (batch 100): two chunks, same values
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((100, 32, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    geom = tuple(geometry.AxisGeometry(9, 3, 2, 1, 0, 4) for _ in range(2))
+    calls = []
+    real_run_pieces = cpu_conv.run_pieces
+    monkeypatch.setattr(cpu_conv, "run_pieces",
+                        lambda task, pieces: (calls.append(len(pieces)),
+                                              real_run_pieces(task, pieces)))
+    monkeypatch.setattr(_threads, "N_CORES", 2)
+    y = cpu_conv.conv2d_forward(x, w, geom, 1)
+    dw = cpu_conv.conv2d_weight(x, y, geom, 1, w.shape)
+    dx = cpu_conv.conv2d_transpose_forward(y, w, geom, 1)
+    assert calls == [2, 2, 2]
+    monkeypatch.setattr(cpu_conv, "_MIN_CHUNKS", 1)
+    calls.clear()
+    y1 = cpu_conv.conv2d_forward(x, w, geom, 1)
+    dw1 = cpu_conv.conv2d_weight(x, y, geom, 1, w.shape)
+    dx1 = cpu_conv.conv2d_transpose_forward(y, w, geom, 1)
+    assert calls == [1, 1, 1]
+    np.testing.assert_allclose(y, y1, rtol=1e-6, atol=1e-6)     # per-sample columns
+    np.testing.assert_allclose(dx, dx1, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dw, dw1, rtol=1e-5, atol=1e-3)   # two partial sums vs one
