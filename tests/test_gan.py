@@ -6,6 +6,7 @@ k-discriminator-steps rhythm, exact resume with two Adam states, the NaN stop, a
 trainings whose losses move and whose per-epoch pictures are written.
 """
 import json
+import math
 import os
 
 import numpy as np
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygen
-from harness import arrays, check_op, torch
+from harness import arrays, check_op, distinct_arrays, torch
 from tinygen.data import Dataset
 from tinygen.data import RunData
 from tinygen.models.gan import ConditionalDCGAN, DCGAN, GANConfig, MLPGAN
@@ -342,3 +343,59 @@ def test_dcgan_short_training_moves_and_writes_pictures(cls, tmp_path, capsys):
     assert metrics["fid_classifier"] > 0 and np.isfinite(metrics["fid_classifier"])
     if model.conditional:
         assert 0 <= metrics["label_accuracy"] <= 1
+
+
+# -- minibatch standard deviation (DCGAN's --minibatch-std) ------------------------------------------
+def _minibatch_std_reference(h, eps=1e-8):
+    """NumPy float64, written out: the spread of each feature over the batch, averaged."""
+    n, c, height, width = h.shape
+    total = 0.0
+    for k in range(c):
+        for i in range(height):
+            for j in range(width):
+                column = h[:, k, i, j]
+                total += math.sqrt(((column - column.mean()) ** 2).mean() + eps)
+    spread = total / (c * height * width)
+    return np.concatenate([h, np.full((n, 1, height, width), spread)], axis=1)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.data())
+def test_minibatch_std_value_and_gradients(data):
+    from tinygen.models.gan.conv import minibatch_std
+    shape = (data.draw(st.integers(2, 4)), data.draw(st.integers(1, 3)),
+             data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    # values apart (no ties): at zero spread sqrt(var + eps) curves too sharply for
+    # finite differences
+    h = data.draw(distinct_arrays(shape))
+    if torch is not None:
+        def torch_fn(t):
+            spread = (t.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+            return torch.cat([t, spread.reshape(1, 1, 1, 1).expand(
+                shape[0], 1, shape[2], shape[3])], dim=1)
+    else:
+        torch_fn = None
+    check_op(minibatch_std, [h], reference=_minibatch_std_reference, torch_fn=torch_fn)
+
+
+def test_dcgan_minibatch_std_lets_d_see_the_whole_batch():
+    model = DCGAN(DCGAN.Config(channels=4, latent_dim=8, minibatch_std=True))
+    assert model.discriminator.net[-1].weight.shape == (1, 2 * 4 + 1, 7, 7)
+    model.eval()
+    rng = np.random.default_rng(0)
+    x = tinygen.tensor(rng.uniform(-1, 1, (6, 1, 28, 28)).astype(np.float32))
+    same = tinygen.tensor(np.repeat(x.numpy()[:1], 6, axis=0))
+    with tinygen.no_grad():
+        varied, collapsed = model.D_logit(x, None), model.D_logit(same, None)
+        # one image's logit depends on the rest of its batch: identical batch, zero spread
+        plain = DCGAN(DCGAN.Config(channels=4, latent_dim=8))
+        plain.eval()
+        assert plain.D_logit(x, None).numpy()[0] == pytest.approx(
+            plain.D_logit(same, None).numpy()[0])
+    assert varied.shape == (6,) and abs(varied.numpy()[0] - collapsed.numpy()[0]) > 1e-6
+    assert np.isfinite(model.sample(3, rng)).all()
+    with pytest.raises(ValueError, match="minibatch_std.*--no-projection"):
+        ConditionalDCGAN(ConditionalDCGAN.Config(channels=2, minibatch_std=True))
+    cgan = ConditionalDCGAN(ConditionalDCGAN.Config(channels=2, latent_dim=4, projection=False,
+                                                    aux_weight=0.0, minibatch_std=True))
+    assert cgan.discriminator.net[-1].weight.shape == (1, 5, 7, 7)

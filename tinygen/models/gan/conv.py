@@ -22,8 +22,23 @@ class DCGANConfig:
     loss: str = "non-saturating"    # generator loss: non-saturating (-log D(G(z))) or minimax
     d_steps: int = 1                # k, discriminator steps per generator step
     real_label: float = 1.0         # D's target for real images (0.9: one-sided smoothing)
+    minibatch_std: bool = False     # D sees its batch's feature spread at 7x7 (Karras et al. 2018)
     classifier: str = ""            # scoring classifier ("": the shipped one; "none"; a path)
     eval_samples: int = 10000       # samples scored by evaluate()
+
+
+def minibatch_std(h, eps=1e-8):
+    """Karras et al.'s (2018) minibatch standard deviation: the spread of the batch's features,
+    one number, appended to every sample as a constant channel,
+
+        s = mean_{c,i,j} sqrt(Var_n[h_{n,c,i,j}] + eps),   out = cat([h, s * 1], dim=1),
+
+    so that D can tell a batch of near-identical fakes (a collapsed G) from real digits, which
+    vary, and G is pushed to cover more of the data. h: (N, C, H, W) -> (N, C+1, H, W)."""
+    centred = h - h.mean(dim=0, keepdim=True)
+    spread = ((centred * centred).mean(dim=0) + eps).sqrt().mean()        # () over C, H, W
+    n, _, height, width = h.shape
+    return F.cat([h, spread.reshape(1, 1, 1, 1).expand(n, 1, height, width)], dim=1)
 
 
 class _ConvGenerator(nn.Module):
@@ -58,21 +73,29 @@ class _ConvDiscriminator(nn.Module):
         Cx14x14     Conv(C, 2C, 4, stride 2, pad 1)  -> 2Cx7x7,   BN, LeakyReLU(0.2)
         2Cx7x7      Conv(2C, 1, 7)                  -> 1x1x1     (the logit)
 
+    With ``mb_std`` the last conv also reads the :func:`minibatch_std` channel (2C+1 in).
+
     ``c`` = 10 for the conditional discriminator: the one-hot label as ten constant planes."""
 
-    def __init__(self, ch, cond=0):
+    def __init__(self, ch, cond=0, mb_std=False):
         super().__init__()
+        self.mb_std = mb_std
         self.net = nn.Sequential(
             nn.Conv2d(1 + cond, ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
             nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * ch),
             nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * ch, 1, 7))
+            nn.Conv2d(2 * ch + int(mb_std), 1, 7))
 
     def forward(self, x, y=None):
         if y is not None:
             planes = y.reshape(y.shape[0], 10, 1, 1).expand(y.shape[0], 10, 28, 28)
             x = F.cat([x, planes], dim=1)                             # (N, 11, 28, 28)
-        return self.net(x).reshape(x.shape[0])                        # (N, 1, 1, 1) -> (N,)
+        if not self.mb_std:
+            return self.net(x).reshape(x.shape[0])                    # (N, 1, 1, 1) -> (N,)
+        h = x
+        for layer in list(self.net)[:-1]:
+            h = layer(h)                                              # -> (N, 2C, 7, 7)
+        return self.net[-1](minibatch_std(h)).reshape(x.shape[0])     # (N, 2C+1, 7, 7) -> (N,)
 
 
 @register
@@ -90,7 +113,7 @@ class DCGAN(GAN):
             raise ValueError(f"channels must be >= 1, got {c.channels}")
         cond = 10 if self.conditional else 0
         self.generator = _ConvGenerator(c.latent_dim, c.channels, cond)
-        self.discriminator = _ConvDiscriminator(c.channels, cond)
+        self.discriminator = _ConvDiscriminator(c.channels, cond, c.minibatch_std)
         init_dcgan(self)
 
 
@@ -158,6 +181,9 @@ class ConditionalDCGAN(DCGAN):
         config = config or CGANConfig()
         if config.aux_weight < 0:
             raise ValueError(f"aux_weight must be >= 0, got {config.aux_weight}")
+        if config.projection and config.minibatch_std:
+            raise ValueError("minibatch_std is a layer of the concatenating discriminator: use "
+                             "it with --no-projection")
         super().__init__(config)
         if config.projection:
             self.discriminator = _ProjectionDiscriminator(config.channels,
