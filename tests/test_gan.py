@@ -399,3 +399,52 @@ def test_dcgan_minibatch_std_lets_d_see_the_whole_batch():
     cgan = ConditionalDCGAN(ConditionalDCGAN.Config(channels=2, latent_dim=4, projection=False,
                                                     aux_weight=0.0, minibatch_std=True))
     assert cgan.discriminator.net[-1].weight.shape == (1, 5, 7, 7)
+
+
+def test_gan_epochs_are_ranked_by_the_validation_frechet_distance(tmp_path, monkeypatch):
+    """With the scoring classifier, each epoch's validation record has the class entropy and
+    Fréchet distance of the fixed latents' samples, and best.ckpt is the epoch with the lowest
+    distance; without a classifier (or data to validate on) the last epoch is kept."""
+    from tinygen.data import load_mnist
+    from tinygen.models.gan.space import ImageSpace
+    from tinygen.models.scoring import (class_coverage, features, features_and_labels,
+                                        frechet_distance)
+    tinygen.manual_seed(0)
+    digits = load_mnist("train", None)
+    pick = np.random.default_rng(1).choice(len(digits), 112, replace=False)
+    train, val = digits.subset(pick[:64]), digits.subset(pick[64:])
+
+    def fit(out, epochs):
+        model = DCGAN(DCGAN.Config(channels=4, latent_dim=8))
+        (phase,) = model.phases(RunData(train, val))
+        assert phase.select == "fid_classifier"
+        cfg = TrainConfig(epochs=epochs, batch_size=32, lr=2e-3, out=str(out), log_every=100,
+                          progress=False)
+        trainer = Trainer(model, [phase], (train.images, train.labels), cfg)
+        trainer.fit()
+        return model, trainer, [r for r in _records(out) if r["kind"] == "val"]
+
+    # the record's numbers are the classifier's judgement of the fixed latents' samples
+    model, _, vals = fit(tmp_path / "a", 1)
+    model.eval()
+    clf = model.scoring_classifier()
+    f_fake, labels = features_and_labels(clf, model.fixed_sample(1000))
+    assert vals[0]["fid_classifier"] == pytest.approx(
+        frechet_distance(f_fake, features(clf, val.images)), rel=1e-4)
+    assert vals[0]["class_entropy"] == pytest.approx(class_coverage(labels)[1], abs=1e-6)
+    # best.ckpt: the epoch of the lowest distance, here the second of three
+    scripted = iter([30.0, 10.0, 20.0])
+    monkeypatch.setattr(ImageSpace, "quick_metrics",
+                        lambda self, model, dataset: {"class_entropy": 2.0,
+                                                      "fid_classifier": next(scripted)})
+    model, trainer, vals = fit(tmp_path / "b", 3)
+    assert [r["fid_classifier"] for r in vals] == [30.0, 10.0, 20.0]
+    best = load_checkpoint(str(tmp_path / "b" / "best.ckpt"))
+    last = load_checkpoint(str(tmp_path / "b" / "last.ckpt"))
+    assert best["trainer"]["epoch"] == 2 and last["trainer"]["epoch"] == 3
+    assert trainer.load_best()
+    np.testing.assert_array_equal(model.state_dict()["generator.net.0.weight"],
+                                  best["state_dict"]["generator.net.0.weight"])
+    none = DCGAN(DCGAN.Config(channels=4, latent_dim=8, classifier="none"))
+    assert none.phases(RunData(train, val))[0].select is None
+    assert model.phases(RunData(train, None))[0].select is None

@@ -45,7 +45,11 @@ Logged per step: ``d_loss``, ``g_loss``, ``d_real`` = mean D(x) and ``d_fake`` =
 (``samples_epoch_NNN.png``; toy sets: the samples over the data). Sample quality on MNIST is
 scored through a tinygen classifier (:func:`tinygen.models.scoring.resolve_classifier`): the one
 that ships with tinygen, another checkpoint with ``--classifier PATH``, none with
-``--classifier none``.
+``--classifier none``. With a classifier, the per-epoch validation record also has the class
+entropy of 1,000 samples from fixed latents and their Fréchet distance to the validation digits
+(``fid_classifier``), and the epoch with the lowest distance is the run's model (``best.ckpt``;
+GAN training often gets worse again, dropping digits, after its best epoch); without one the
+last epoch is kept.
 
 Files: :mod:`.base` (the game, generation, evaluation), :mod:`.space` (MNIST images or 2-D
 points as an object), :mod:`.mlp` (``gan``), :mod:`.conv` (``dcgan``, ``cgan``).
@@ -76,7 +80,9 @@ class GAN(GenerativeModel):
     [-1, 1], or points (N, 2)) and ``self.discriminator`` (data in the same form -> logits (N,)).
     """
     train_defaults = {"epochs": 20, "lr": 2e-4, "batch_size": 64}
-    select = None                   # the GAN losses do not rank epochs: keep the last one
+    # The GAN losses do not rank epochs; on MNIST with a scoring classifier the Fréchet distance
+    # of samples to the validation digits does (best.ckpt), else the last epoch is kept.
+    select = None
     conditional = False
     betas = (0.5, 0.999)            # Adam betas of both players (Radford et al.)
 
@@ -221,6 +227,8 @@ class GAN(GenerativeModel):
                                   "generator": OptimizerSpec(self.generator.parameters,
                                                              betas=self.betas)},
                       evaluate=(lambda: self.quick_metrics(val)) if val is not None else None,
+                      select="fid_classifier" if val is not None and self.space.ranks_epochs(self)
+                      else self.select,
                       after_epoch=after_epoch)]
 
     # -- generation ------------------------------------------------------------------------------
@@ -286,8 +294,9 @@ class GAN(GenerativeModel):
 
     def quick_metrics(self, dataset) -> dict:
         """The per-epoch validation record: D(x), D(G(z)), and with a classifier the class
-        entropy of 1,000 samples."""
-        return {**self.d_stats(dataset), **self.space.quick_metrics(self)}
+        entropy of 1,000 samples and their Fréchet distance to ``dataset`` (which ranks the
+        epochs)."""
+        return {**self.d_stats(dataset), **self.space.quick_metrics(self, dataset)}
 
     def evaluate(self, dataset) -> dict:
         """D(x) and D(G(z)); on MNIST with a classifier, the scores of

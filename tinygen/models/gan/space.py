@@ -46,13 +46,23 @@ class ImageSpace:
         from ..scoring import score_samples
         return score_samples(clf, model.sample(model.config.eval_samples, rng), dataset.images)
 
-    def quick_metrics(self, model) -> dict:
+    def quick_metrics(self, model, dataset) -> dict:
+        """Class entropy of 1,000 samples from the fixed latents and their Fréchet distance to
+        ``dataset``'s images (the validation digits) in the classifier's features: what ranks
+        the epochs (:meth:`ranks_epochs`)."""
         clf = model.scoring_classifier()
         if clf is None:
             return {}
-        from ..scoring import class_coverage, classify
-        _, entropy = class_coverage(classify(clf, model.fixed_sample(1000)))
-        return {"class_entropy": entropy}
+        from ..scoring import class_coverage, features, features_and_labels, frechet_distance
+        f_fake, labels = features_and_labels(clf, model.fixed_sample(1000))
+        _, entropy = class_coverage(labels)
+        return {"class_entropy": entropy,
+                "fid_classifier": frechet_distance(f_fake, features(clf, dataset.images))}
+
+    def ranks_epochs(self, model) -> bool:
+        """Whether the epochs are ranked (best.ckpt) by the validation ``fid_classifier``: with
+        a scoring classifier."""
+        return model.scoring_classifier() is not None
 
     def extra_metrics(self, model, data, split, dataset) -> dict:
         """The overfitting check: mean distance of 100 samples to their nearest training image
@@ -119,8 +129,11 @@ class PointSpace:
         return {"frechet_2d": frechet_distance(model.sample(model.config.eval_samples, rng),
                                                dataset.images)}
 
-    def quick_metrics(self, model) -> dict:
+    def quick_metrics(self, model, dataset) -> dict:
         return {}
+
+    def ranks_epochs(self, model) -> bool:
+        return False
 
     def extra_metrics(self, model, data, split, dataset) -> dict:
         return {}
