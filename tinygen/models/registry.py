@@ -62,8 +62,8 @@ def parse_settings(name: str, pairs) -> dict:
         key, sep, text = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in kinds:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE with KEY one of model "
-                             f"{name!r}'s options ({', '.join(sorted(kinds))})")
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE with KEY one of the options "
+                             f"of model {name!r} ({', '.join(sorted(kinds))})")
         kind = kinds[key]
         try:
             if kind is bool:
