@@ -119,6 +119,17 @@ def test_train_eval_sample_resume_round_trip(capsys, tmp_path, mnist_dir):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["data"]["train_size"] == 216 and cfg["data"]["test_size"] == 60
     assert cfg["model_config"]["hidden"] == 64
+    # the code that trained it: the version, and the commit when tinygen is a git checkout
+    import tinygen
+    assert cfg["code"]["tinygen"] == tinygen.__version__
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tinygen.__file__)))
+    head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                          text=True)
+    if head.returncode == 0:
+        assert cfg["code"]["git_commit"] == head.stdout.strip()
+        assert isinstance(cfg["code"]["git_dirty"], bool)
+    else:
+        assert "git_commit" not in cfg["code"]
     with Image.open(out / "samples.png") as im:
         assert im.size[0] > 28
 
@@ -252,8 +263,8 @@ def test_eval_and_sample_set_options_of_the_stored_model(capsys, tmp_path, mnist
     assert ev["test_nll_nats"] != base["test_nll_nats"]           # k = 3 instead of 2
     assert ev["settings"] == {"iw_samples": 3, "beta": 2.0}
     for bad, msg in ((["--set", "iw_samples"], "expected KEY=VALUE"),
-                     (["--set", "depthx=2"], "one of model 'vae'"),
-                     (["--set", "iw-samples=many"], "iw_samples takes a int, got 'many'"),
+                     (["--set", "depthx=2"], "one of the options of model 'vae'"),
+                     (["--set", "iw-samples=many"], "iw_samples takes an integer, got 'many'"),
                      (["--set", "hidden=64"], "weights do not fit")):
         code, _, err = run(["eval", ckpt] + bad, capsys)
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err

@@ -73,8 +73,9 @@ def parse_settings(name: str, pairs) -> dict:
             else:
                 out[key] = kind(text)
         except ValueError:
-            raise ValueError(f"--set {pair!r}: {key} takes a {kind.__name__}, got "
-                             f"{text!r}") from None
+            what = {bool: "true or false", int: "an integer", float: "a number"}.get(
+                kind, f"a {kind.__name__}")
+            raise ValueError(f"--set {pair!r}: {key} takes {what}, got {text!r}") from None
     return out
 
 

@@ -144,6 +144,27 @@ def machine_description(device="cpu") -> dict:
             "python": platform.python_version(), "numpy": np.__version__}
 
 
+def code_description() -> dict:
+    """Which code trained a run (recorded in config.json): the tinygen version and, when the
+    package is imported from a git checkout, its commit and whether files differed from it.
+    Read with ``git`` when it is installed; nothing else is run."""
+    import subprocess
+
+    from .. import __version__
+
+    out = {"tinygen": __version__}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        def git(*args):
+            return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        out["git_commit"] = git("rev-parse", "HEAD")
+        out["git_dirty"] = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        pass                                   # not a checkout, or no git: the version only
+    return out
+
+
 def train_model(name, train_config: TrainConfig, options=None, data_dir=None, resume=None,
                 pictures=True, overwrite=False, given=None, classifier=None):
     """Train model ``name``; returns the results dict (also written to results.json).
@@ -192,7 +213,8 @@ def train_model(name, train_config: TrainConfig, options=None, data_dir=None, re
     with atomic_write(os.path.join(out, "config.json"), "w") as f:
         json.dump({"model": name, "run_id": run_id, "model_config": asdict(model.config),
                    "train_config": asdict(train_config), "data": desc,
-                   "machine": machine_description(train_config.device)}, f, indent=2)
+                   "machine": machine_description(train_config.device),
+                   "code": code_description()}, f, indent=2)
     trainer = Trainer(model, model.phases(data), (data.train.images, data.train.labels),
                       train_config, extra={"data": desc, "run_id": run_id})
     trainer.fit(resume=resume)
