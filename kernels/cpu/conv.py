@@ -316,25 +316,10 @@ def spread_rows(gy, kh, dh, out):
                         d += owu
 
 
-# A call whose whole workspace is at least this many bytes is split into at least
-# :data:`_MIN_CHUNKS` chunks even when one would fit the budget, so that it runs on two cores
-# (the conv autoencoder's 9x9 -> 4x4 layers, 2 MB, were one chunk on one core). A fixed count,
-# not the number of threads: the chunks, and so every result's rounding, are the same whatever
-# the thread limit.
-_SPLIT_BYTES = 512 << 10
-_MIN_CHUNKS = 2
-
-
 def _chunk(n_batch, per_sample_elems, itemsize, budget=None):
-    """Samples per chunk: as many as fit ``budget`` bytes (at most :data:`_CHUNK_BYTES`), and
-    no more than a :data:`_MIN_CHUNKS`-th of the batch when the call is large enough to share
-    (:data:`_SPLIT_BYTES`)."""
+    """Samples per chunk: as many as fit ``budget`` bytes (at most :data:`_CHUNK_BYTES`)."""
     budget = _CHUNK_BYTES if budget is None else min(budget, _CHUNK_BYTES)
-    per_sample = max(1, per_sample_elems * itemsize)
-    step = max(1, min(n_batch, budget // per_sample))
-    if n_batch * per_sample >= _SPLIT_BYTES:
-        step = min(step, -(-n_batch // _MIN_CHUNKS))
-    return int(step)
+    return int(max(1, min(n_batch, budget // max(1, per_sample_elems * itemsize))))
 
 
 def _workspaces(n_batch, step):
