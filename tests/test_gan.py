@@ -448,3 +448,18 @@ def test_gan_epochs_are_ranked_by_the_validation_frechet_distance(tmp_path, monk
     none = DCGAN(DCGAN.Config(channels=4, latent_dim=8, classifier="none"))
     assert none.phases(RunData(train, val))[0].select is None
     assert model.phases(RunData(train, None))[0].select is None
+
+
+def test_cgan_epoch_record_has_the_label_accuracy_of_the_fixed_samples():
+    """The per-epoch record's label accuracy is the classifier's judgement of the same 1,000
+    fixed-latent samples that give its class entropy and Fréchet distance."""
+    from tinygen.data import load_mnist
+    from tinygen.models.scoring import classify
+    tinygen.manual_seed(0)
+    model = ConditionalDCGAN(ConditionalDCGAN.Config(channels=2, latent_dim=4))
+    model.eval()
+    val = load_mnist("train", None).subset(np.arange(40))
+    record = model.quick_metrics(val)
+    got = classify(model.scoring_classifier(), model.fixed_sample(1000))
+    assert record["label_accuracy"] == pytest.approx(np.mean(got == np.arange(1000) % 10))
+    assert {"d_real", "d_fake", "class_entropy", "fid_classifier"} <= set(record)

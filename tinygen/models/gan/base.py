@@ -63,7 +63,7 @@ import numpy as np
 from ... import functional as F
 from ... import nn
 from ...autograd import no_grad
-from ...tensor import full_like, tensor
+from ...tensor import full_like, tensor, zeros_like
 from ..base import GenerativeModel
 from ..phases import OptimizerSpec, Phase
 from .space import IMAGE_SHAPE, ImageSpace
@@ -141,8 +141,7 @@ class GAN(GenerativeModel):
         real digits; the fake target stays 0)."""
         ones = F.binary_cross_entropy_with_logits(
             real_logit, full_like(real_logit.detach(), self.config.real_label))
-        zeros = F.binary_cross_entropy_with_logits(fake_logit, tensor(
-            np.zeros(fake_logit.shape, np.float32), device=fake_logit.device))
+        zeros = F.binary_cross_entropy_with_logits(fake_logit, zeros_like(fake_logit.detach()))
         return ones + zeros
 
     def g_loss(self, fake_logit):
@@ -274,6 +273,11 @@ class GAN(GenerativeModel):
         return self.sample(n, np.random.default_rng(FIXED_LATENT_SEED))
 
     # -- evaluation ------------------------------------------------------------------------------
+    def fixed_sample_metrics(self, labels) -> dict:
+        """Per-epoch metrics of a subclass from the scoring classifier's ``labels`` of the
+        fixed-latent samples (:meth:`fixed_sample`); none here."""
+        return {}
+
     def d_stats(self, dataset) -> dict:
         """Mean D(x) on ``dataset`` (up to 1,000 items) and mean D(G(z)) on as many samples
         (evaluation mode: D's BatchNorm uses its running statistics)."""

@@ -57,7 +57,8 @@ class ImageSpace:
         f_fake, labels = features_and_labels(clf, model.fixed_sample(1000))
         _, entropy = class_coverage(labels)
         return {"class_entropy": entropy,
-                "fid_classifier": frechet_distance(f_fake, features(clf, dataset.images))}
+                "fid_classifier": frechet_distance(f_fake, features(clf, dataset.images)),
+                **model.fixed_sample_metrics(labels)}
 
     def ranks_epochs(self, model) -> bool:
         """Whether the epochs are ranked (best.ckpt) by the validation ``fid_classifier``: with
