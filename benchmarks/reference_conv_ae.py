@@ -1,10 +1,10 @@
 """The conv-ae recipe in PyTorch and in tinygen, on the same data, for the results table.
 
-Recipe (Fleuret, autoencoders and generative models): the lecture's convolutional autoencoder, d=8, MSE, Adam lr 1e-3,
-batch 100, N epochs on the embedded 5,000 MNIST digits (the same seeded split as `tinygen train`,
-or all 5,000 with --val-fraction 0), test MSE on the 10,000 MNIST test images of --data DIR,
-and PCA at the same d. Both libraries see the same batches in the same order; each is timed
-over its training loop only.
+Recipe (Fleuret's lecture on autoencoders and generative models): its convolutional
+autoencoder, d=8, MSE, Adam lr 1e-3, batch 100, N epochs on the embedded 5,000 MNIST digits
+(the same seeded split as `tinygen train`, or all 5,000 with --val-fraction 0), test MSE on
+the 10,000 MNIST test images of --data DIR, and PCA at the same d. Both libraries see the same
+batches in the same order; each is timed over its training loop only.
 
     python benchmarks/reference_conv_ae.py --data ../shared/data/mnist --epochs 25 [--lib torch|tinygen|both]
 

@@ -247,7 +247,8 @@ def evaluate_checkpoint(path, data_dir=None, device="cpu", classifier=None,
     of samples it judges; ``scores_only`` reports only the classifier's judgement of the samples
     (:meth:`sample_quality`), skipping the model's own metrics (an importance-weighted NLL can
     take many minutes); ``settings`` (``KEY=VALUE`` strings, see
-    :func:`tinygen.models.registry.parse_settings`) change options of the stored model first (e.g. ``eta=1`` for a DDPM's sampler)."""
+    :func:`tinygen.models.registry.parse_settings`) change options of the stored model first
+    (e.g. ``eta=1`` for a DDPM's sampler)."""
     from ..data import ENV_VAR
 
     model, ckpt = model_from_checkpoint(path, device, settings)
